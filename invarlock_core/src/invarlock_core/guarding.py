@@ -1,0 +1,151 @@
+"""The guard plugin contract and the guard-chain runner.
+
+A guard compares the subject **with the baseline**: :meth:`Guard.prepare` measures the baseline
+once, :meth:`Guard.validate` measures the subject and judges it against that baseline state.
+:class:`GuardChain` runs guards in order and caches each baseline state, so evaluating many
+subjects against one baseline measures the baseline once per guard and configuration.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import attrs
+
+from invarlock_core.canonical import canonical_digest
+from invarlock_core.errors import UsageError
+from invarlock_core.registry import Registry
+
+__all__ = [
+    "DEFAULT_GUARD_ORDER",
+    "Guard",
+    "GuardChain",
+    "GuardContext",
+    "GuardResult",
+    "ModelUnderTest",
+    "Severity",
+    "Violation",
+]
+
+DEFAULT_GUARD_ORDER: tuple[str, ...] = ("invariants", "spectral", "rmt", "variance", "invariants")
+"""The canonical chain. A guard named twice runs once: guards never mutate the subject."""
+
+Severity = Literal["pass", "warn", "fail"]
+
+
+@attrs.frozen
+class Violation:
+    """One finding of a guard, naming the module or tensor it concerns."""
+
+    target: str
+    message: str
+    value: float | None = None
+    threshold: float | None = None
+    severity: Severity = "fail"
+
+
+@attrs.frozen
+class GuardResult:
+    """The outcome of one guard on one subject."""
+
+    name: str
+    passed: bool
+    severity: Severity
+    metrics: dict[str, Any] = attrs.field(factory=dict)
+    violations: tuple[Violation, ...] = ()
+    thresholds: dict[str, Any] = attrs.field(factory=dict)
+    details: dict[str, Any] = attrs.field(factory=dict)
+    seconds: float = 0.0
+
+
+@attrs.define(eq=False)
+class ModelUnderTest:
+    """A loaded model plus what guards need to know about it.
+
+    ``model`` is a ``torch.nn.Module``; ``calibration`` holds input-id tensors of shape
+    ``[batch, seq]`` drawn from the evaluation's calibration windows (identical for baseline and
+    subject); ``digest`` identifies the checkpoint (used to cache baseline states).
+    """
+
+    role: Literal["baseline", "subject"]
+    model: Any
+    checkpoint: Path
+    digest: str
+    calibration: Sequence[Any] = ()
+    device: str = "cpu"
+
+
+@attrs.frozen
+class GuardContext:
+    """Configuration passed to every guard: the tier, this guard's options, and the seed."""
+
+    tier: str = "balanced"
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+    seed: int = 0
+
+
+@runtime_checkable
+class Guard(Protocol):
+    """A baseline-relative check of a subject model."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def summary(self) -> str: ...
+
+    def prepare(self, baseline: ModelUnderTest, context: GuardContext) -> Any:
+        """Measure the baseline; the returned state is cached and passed to :meth:`validate`."""
+        ...
+
+    def validate(
+        self, subject: ModelUnderTest, baseline_state: Any, context: GuardContext
+    ) -> GuardResult:
+        """Measure the subject and judge it against the baseline state."""
+        ...
+
+
+class GuardChain:
+    """Runs guards in order, caching baseline states across subjects."""
+
+    def __init__(self, registry: Registry[Guard], order: Sequence[str] = DEFAULT_GUARD_ORDER):
+        unknown = [name for name in order if name not in registry]
+        if unknown:
+            valid = ", ".join(registry.names()) or "none installed"
+            raise UsageError(f"unknown guard(s) {', '.join(unknown)}; valid: {valid}")
+        self.registry = registry
+        self.order: tuple[str, ...] = tuple(dict.fromkeys(order))
+        self._states: dict[tuple[str, str, str], Any] = {}
+        self.prepare_calls = 0
+
+    def _context_key(self, context: GuardContext) -> str:
+        return canonical_digest(
+            {"tier": context.tier, "options": dict(context.options), "seed": context.seed}
+        )
+
+    def baseline_state(self, name: str, baseline: ModelUnderTest, context: GuardContext) -> Any:
+        """The cached baseline state of guard ``name`` (computed on first use)."""
+        key = (name, baseline.digest, self._context_key(context))
+        if key not in self._states:
+            self._states[key] = self.registry.get(name).prepare(baseline, context)
+            self.prepare_calls += 1
+        return self._states[key]
+
+    def run(
+        self,
+        baseline: ModelUnderTest,
+        subject: ModelUnderTest,
+        contexts: Mapping[str, GuardContext],
+    ) -> list[GuardResult]:
+        """Prepare (cached) and validate every guard in order; one result per distinct guard."""
+        results = []
+        for name in self.order:
+            context = contexts.get(name, GuardContext())
+            start = time.perf_counter()
+            state = self.baseline_state(name, baseline, context)
+            result = self.registry.get(name).validate(subject, state, context)
+            results.append(attrs.evolve(result, seconds=time.perf_counter() - start))
+        return results

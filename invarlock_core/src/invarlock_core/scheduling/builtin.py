@@ -1,0 +1,13 @@
+"""Built-in executors, registered as a plugin by the plugin-manager factory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from invarlock_core.hookspecs import hookimpl
+from invarlock_core.scheduling.executor import ExecutorFactory
+
+
+@hookimpl
+def invarlock_register_executors(register: Callable[[ExecutorFactory], None]) -> None:
+    """Register the ``local`` executor (and ``ray`` when its extra is installed)."""

@@ -1,0 +1,7 @@
+"""InvarLock edits and error injections as plugins."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

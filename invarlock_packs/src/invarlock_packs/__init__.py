@@ -1,0 +1,7 @@
+"""InvarLock evidence packs: build, sign and verify offline."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]
