@@ -1,0 +1,169 @@
+"""The evaluation report: ``evaluation.report.json``, its digests, and reading it back.
+
+The report records per-window numbers (token counts and NLLs), the window plan's digests, the
+policy and the guard results, never token ids. Its ``digests`` section seals it:
+
+* ``policy``: canonical digest of the ``policy`` section,
+* ``windows``: the plan digest (shape, seed, every window id and token digest),
+* ``per_window``: canonical digest of ``primary_metric.per_window``,
+* ``report``: canonical digest of the whole report without ``digests.report``.
+
+``invarlock verify`` recomputes all of them and the verdict (:mod:`invarlock_core.report_verification`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from invarlock_core.atomic import atomic_write_bytes, atomic_write_text
+from invarlock_core.canonical import canonical_digest, prefixed
+from invarlock_core.errors import InputError
+from invarlock_core.guarding import GuardResult
+from invarlock_core.policy import policy_digest
+from invarlock_core.schema_validation import validate_instance
+from invarlock_core.verdict import GuardOutcome, WindowScore
+
+__all__ = [
+    "MARKDOWN_FILENAME",
+    "REPORT_FILENAME",
+    "SCHEMA_NAME",
+    "TIMING_FILENAME",
+    "compute_digests",
+    "guard_outcomes",
+    "guard_result_json",
+    "jsonable",
+    "load_report",
+    "report_digest",
+    "window_scores",
+    "write_report",
+]
+
+REPORT_FILENAME = "evaluation.report.json"
+MARKDOWN_FILENAME = "evaluation_report.md"
+TIMING_FILENAME = "evaluate_timing.json"
+SCHEMA_NAME = "evaluation-report"
+
+
+def jsonable(value: Any) -> Any:
+    """JSON-ready copy of ``value``: NumPy scalars unwrapped, NaN/Inf as ``None``, tuples as lists."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value, key=str) if isinstance(value, set | frozenset) else value
+        return [jsonable(v) for v in items]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if hasattr(value, "item") and callable(value.item):  # NumPy / torch scalars
+        try:
+            return jsonable(value.item())
+        except (TypeError, ValueError):
+            return str(value)
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def guard_result_json(result: GuardResult) -> dict[str, Any]:
+    """A guard result as recorded in the report's ``guards`` list."""
+    return {
+        "name": result.name,
+        "passed": bool(result.passed),
+        "severity": result.severity,
+        "metrics": jsonable(result.metrics),
+        "violations": [jsonable(attrs.asdict(v)) for v in result.violations],
+        "thresholds": jsonable(result.thresholds),
+        "details": jsonable(result.details),
+        "seconds": float(result.seconds),
+    }
+
+
+def guard_outcomes(guards: Sequence[Mapping[str, Any]]) -> list[GuardOutcome]:
+    """What the verdict needs from the recorded ``guards`` list."""
+    outcomes = []
+    for guard in guards:
+        messages = tuple(
+            f"{v.get('target', '?')}: {v.get('message', '')}"
+            for v in guard.get("violations", [])
+            if v.get("severity", "fail") == "fail"
+        )
+        outcomes.append(GuardOutcome(name=str(guard["name"]), passed=bool(guard["passed"]), violations=messages))
+    return outcomes
+
+
+def window_scores(records: Sequence[Mapping[str, Any]]) -> list[WindowScore]:
+    """Recorded per-window entries back into :class:`WindowScore` values."""
+    return [
+        WindowScore(
+            id=str(r["id"]),
+            tokens=int(r["tokens"]),
+            baseline_nll=float(r["baseline_nll"]),
+            subject_nll=None if r["subject_nll"] is None else float(r["subject_nll"]),
+        )
+        for r in records
+    ]
+
+
+def report_digest(report: Mapping[str, Any]) -> str:
+    """Canonical digest of ``report`` with ``digests.report`` left out."""
+    body = dict(report)
+    digests = dict(body.get("digests") or {})
+    digests.pop("report", None)
+    body["digests"] = digests
+    return prefixed(canonical_digest(body))
+
+
+def compute_digests(report: Mapping[str, Any]) -> dict[str, str]:
+    """Every digest of the ``digests`` section, recomputed from ``report``."""
+    digests = {
+        "policy": policy_digest(report["policy"]),
+        "windows": str(report["windows"]["digest"]),
+        "per_window": prefixed(canonical_digest(report["primary_metric"]["per_window"])),
+    }
+    sealed = {**report, "digests": digests}
+    digests["report"] = report_digest(sealed)
+    return digests
+
+
+def write_report(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
+    """Seal, schema-validate and atomically write the report, its Markdown and the timing file."""
+    from invarlock_core.report_markdown import render_markdown
+
+    report["digests"] = compute_digests(report)
+    validate_instance(report, SCHEMA_NAME, what="evaluation report")
+    data = json.dumps(report, sort_keys=True, indent=2, allow_nan=False) + "\n"
+    markdown_path = atomic_write_text(out / MARKDOWN_FILENAME, render_markdown(report))
+    timing = {"schema_version": 1, "verdict": report["verdict"], "timings": report["timings"]}
+    atomic_write_text(out / TIMING_FILENAME, json.dumps(timing, sort_keys=True, indent=2) + "\n")
+    # The report is written last: its presence means the evaluation completed.
+    report_path = atomic_write_bytes(out / REPORT_FILENAME, data.encode("utf-8"))
+    return report_path, markdown_path
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    """Read a report file; unreadable files and invalid JSON raise :class:`InputError` (exit 2)."""
+    file = Path(path)
+    if file.is_dir():
+        file = file / REPORT_FILENAME
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"report {file} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read report {file}: {exc}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"report {file} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"report {file} is not a JSON object")
+    return data

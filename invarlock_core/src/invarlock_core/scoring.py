@@ -1,0 +1,61 @@
+"""Per-window negative log-likelihood of a causal LM: the only torch code of the primary metric.
+
+A window of ``seq_len`` tokens scores ``seq_len − 1`` next-token predictions. Windows are run in
+batches under ``torch.inference_mode``; the cross-entropy is taken in float32 whatever the model's
+dtype. A non-finite window loss is returned as NaN, never raised: the verdict turns it into a
+FAIL with a reason.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from invarlock_core.optional_deps import require
+
+__all__ = ["batches", "score_windows"]
+
+
+def batches(ids: npt.NDArray[np.int64], batch: int) -> list[npt.NDArray[np.int64]]:
+    """Consecutive row blocks of at most ``batch`` windows."""
+    return [ids[i : i + batch] for i in range(0, ids.shape[0], max(1, batch))]
+
+
+def score_windows(
+    model: Any,
+    ids: npt.NDArray[np.int64],
+    *,
+    device: str,
+    batch: int = 8,
+    label: str = "",
+) -> npt.NDArray[np.float64]:
+    """Mean NLL per window (``[windows]`` float64; NaN where the model's loss is not finite)."""
+    torch = require("torch", purpose="scoring evaluation windows")
+    functional = torch.nn.functional
+    out = np.empty(ids.shape[0], dtype=np.float64)
+    blocks = batches(ids, batch)
+    progress = None
+    if label and sys.stderr.isatty():
+        tqdm = require("tqdm", purpose="progress bars").tqdm
+        progress = tqdm(total=len(blocks), desc=label, leave=False, file=sys.stderr)
+    row = 0
+    with torch.inference_mode():
+        for block in blocks:
+            inputs = torch.from_numpy(np.ascontiguousarray(block)).to(device)
+            logits = model(input_ids=inputs, use_cache=False).logits[:, :-1, :]
+            targets = inputs[:, 1:]
+            nll = functional.cross_entropy(
+                logits.float().reshape(-1, logits.shape[-1]),
+                targets.reshape(-1),
+                reduction="none",
+            ).view(targets.shape)
+            out[row : row + block.shape[0]] = nll.mean(dim=1).double().cpu().numpy()
+            row += block.shape[0]
+            if progress is not None:
+                progress.update(1)
+    if progress is not None:
+        progress.close()
+    return out
