@@ -88,6 +88,9 @@ def test_noop_subject_passes_with_a_schema_valid_report(noop_report: Path) -> No
     assert report["guard_chain"]["note"].startswith("no guard plugins are installed")
     assert (noop_report.parent / "evaluation_report.md").read_text().count("Verdict: PASS") == 1
     assert json.loads((noop_report.parent / "evaluate_timing.json").read_text())["timings"]["total_s"] > 0
+    runtime = json.loads((noop_report.parent / "runtime.manifest.json").read_text())
+    assert runtime["schema"] == "invarlock/runtime-manifest-v1"
+    assert runtime["report_digests"] == json.loads(noop_report.read_text())["digests"]
     # Per-window numbers and digests, never token ids: the report stays small.
     assert noop_report.stat().st_size < 20_000
     assert "input_ids" not in noop_report.read_text()

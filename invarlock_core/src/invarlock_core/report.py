@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import math
+import platform
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,7 @@ __all__ = [
 REPORT_FILENAME = "evaluation.report.json"
 MARKDOWN_FILENAME = "evaluation_report.md"
 TIMING_FILENAME = "evaluate_timing.json"
+RUNTIME_MANIFEST_FILENAME = "runtime.manifest.json"
 SCHEMA_NAME = "evaluation-report"
 
 
@@ -134,6 +137,19 @@ def compute_digests(report: Mapping[str, Any]) -> dict[str, str]:
     return digests
 
 
+def runtime_manifest(report: dict[str, Any]) -> dict[str, Any]:
+    """Runtime provenance written beside every report (packs require it; seed X-08)."""
+    return {
+        "schema": "invarlock/runtime-manifest-v1",
+        "execution_mode": "host",
+        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "environment": report["environment"],
+        "report_digests": report["digests"],
+    }
+
+
 def write_report(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
     """Seal, schema-validate and atomically write the report, its Markdown and the timing file."""
     from invarlock_core.report_markdown import render_markdown
@@ -144,6 +160,10 @@ def write_report(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
     markdown_path = atomic_write_text(out / MARKDOWN_FILENAME, render_markdown(report))
     timing = {"schema_version": 1, "verdict": report["verdict"], "timings": report["timings"]}
     atomic_write_text(out / TIMING_FILENAME, json.dumps(timing, sort_keys=True, indent=2) + "\n")
+    atomic_write_text(
+        out / RUNTIME_MANIFEST_FILENAME,
+        json.dumps(runtime_manifest(report), sort_keys=True, indent=2) + "\n",
+    )
     # The report is written last: its presence means the evaluation completed.
     report_path = atomic_write_bytes(out / REPORT_FILENAME, data.encode("utf-8"))
     return report_path, markdown_path
