@@ -10,4 +10,9 @@ from invarlock_core.scheduling.executor import ExecutorFactory
 
 @hookimpl
 def invarlock_register_executors(register: Callable[[ExecutorFactory], None]) -> None:
-    """Register the ``local`` executor (and ``ray`` when its extra is installed)."""
+    """Register ``local`` and ``ray`` (``ray`` reports itself unavailable without its extra)."""
+    from invarlock_core.scheduling.local import LocalExecutorFactory
+    from invarlock_core.scheduling.ray_executor import RayExecutorFactory
+
+    register(LocalExecutorFactory())
+    register(RayExecutorFactory())
