@@ -1,0 +1,58 @@
+"""Veriscope's cattrs converter (one per product) and JSON helpers for artifacts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+import cattrs
+from cattrs.errors import ClassValidationError
+
+from invarlock_core.serialization import make_converter
+from veriscope_gate.errors import ArtifactError
+
+__all__ = ["as_object", "converter", "read_json_object", "structure", "unstructure"]
+
+T = TypeVar("T")
+
+converter: cattrs.Converter = make_converter()
+"""The Veriscope converter: frozen attrs values to JSON-ready data and back."""
+
+
+def unstructure(value: Any) -> Any:
+    """attrs value -> JSON-ready dicts/lists/scalars."""
+    return converter.unstructure(value)
+
+
+def structure(data: Any, cls: type[T]) -> T:
+    """JSON-ready data -> ``cls``; raises :class:`ArtifactError` listing every problem on one line."""
+    try:
+        return converter.structure(data, cls)
+    except ClassValidationError as exc:
+        problems = "; ".join(cattrs.transform_error(exc))
+        raise ArtifactError(f"invalid {cls.__name__}: {problems}") from exc
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ArtifactError(f"invalid {cls.__name__}: {exc}") from exc
+
+
+def as_object(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty dict (for tolerant reads of artifacts)."""
+    return value if isinstance(value, dict) else {}
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """Read a JSON object from ``path``; missing, unreadable or non-object files raise ArtifactError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ArtifactError(f"{path.name} is missing in {path.parent}") from None
+    except OSError as exc:
+        raise ArtifactError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{path.name} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path.name} must hold a JSON object, found {type(data).__name__}")
+    return data
