@@ -17,7 +17,7 @@ import pytest
 
 from invarlock_core.datasets.builtin import builtin_providers
 from invarlock_core.editing import EditParameter, EditSpec
-from invarlock_core.errors import InputError, UsageError
+from invarlock_core.errors import InputError, SchemaError, UsageError
 from invarlock_core.evaluation import EvaluationRequest, evaluate
 from invarlock_core.guarding import GuardContext, GuardResult, ModelUnderTest, Violation
 from invarlock_core.plugins import Registries
@@ -176,7 +176,15 @@ def test_edit_spec_builds_the_subject_and_records_its_metadata(baseline: Path, t
     subject = outcome.report["subject"]
     assert subject["path"] == str(tmp_path / "subject")
     assert subject["edit_spec"] == "scale_test:-1"
-    assert subject["edit"] == {"edit": "scale_test", "factor": -1.0, "seed": 0}
+    assert subject["edit"] == {
+        "schema": "invarlock/evidence-pack-edit-metadata-v1",
+        "scenario_id": "scale_test:-1",
+        "artifact_class": "validation_subject_checkpoint",
+        "edit_type": "scale_test",
+        "edit": "scale_test",
+        "factor": -1.0,
+        "seed": 0,
+    }
     assert subject["label"] == "scale_test"
     assert json.loads((tmp_path / "subject" / "edit_metadata.json").read_text())["factor"] == -1.0
     assert outcome.verdict == "FAIL"
@@ -226,6 +234,15 @@ def test_same_request_gives_the_same_numbers(baseline: Path, tmp_path: Path) -> 
     assert runs[0]["windows"]["digest"] == runs[1]["windows"]["digest"]
     assert runs[0]["primary_metric"]["per_window"] == runs[1]["primary_metric"]["per_window"]
     assert runs[0]["digests"]["per_window"] == runs[1]["digests"]["per_window"]
+
+
+def test_subject_edit_metadata_is_schema_checked_before_evaluation(baseline: Path, tmp_path: Path) -> None:
+    subject = tmp_path / "subject"
+    shutil.copytree(baseline, subject)
+    (subject / "edit_metadata.json").write_text(json.dumps({"schema": "something-else", "scenario_id": "x"}))
+    with pytest.raises(SchemaError, match=r"edit_metadata\.json does not match schema edit-metadata"):
+        evaluate(EvaluationRequest(baseline=baseline, subject=subject, out=tmp_path / "out", **QUICK), registries=_registries())
+    assert not (tmp_path / "out" / "evaluation.report.json").exists()
 
 
 def test_request_errors(baseline: Path, tmp_path: Path) -> None:

@@ -291,4 +291,4 @@ def test_edit_metadata_meets_the_evidence_pack_sidecar_contract(
             str(out),
         )
         assert result.returncode == 0, result.stderr
-        assert schema_errors(read_metadata(out), "edit-metadata", "invarlock_packs") == []
+        assert schema_errors(read_metadata(out), "edit-metadata", "invarlock_core") == []

@@ -65,6 +65,7 @@ from invarlock_core.report import (
     window_scores,
     write_report,
 )
+from invarlock_core.schema_validation import validate_instance
 from invarlock_core.verdict import WindowScore, judge
 from invarlock_core.windows import WindowPlan, plan_windows, tokenize_stream
 
@@ -74,6 +75,7 @@ if TYPE_CHECKING:
 __all__ = ["EDIT_METADATA_NAME", "EvaluationOutcome", "EvaluationRequest", "evaluate"]
 
 EDIT_METADATA_NAME = "edit_metadata.json"
+EDIT_METADATA_SCHEMA = "invarlock/evidence-pack-edit-metadata-v1"
 _CALIBRATION_WINDOWS = 8
 _MAX_TENSORS_NAMED = 10
 
@@ -226,9 +228,8 @@ def _read_edit_metadata(subject: Path) -> dict[str, Any] | None:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{file} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InputError(f"{file} must hold a JSON object")
-    return data
+    validate_instance(data, "edit-metadata", what=str(file))
+    return dict(data)
 
 
 def _make_subject(request: EvaluationRequest, registries: Registries) -> tuple[Path, dict[str, Any] | None]:
@@ -238,7 +239,14 @@ def _make_subject(request: EvaluationRequest, registries: Registries) -> tuple[P
     edit = registries.edits.get(spec.name)
     target = request.out / "subject"
     with staged_directory(target, overwrite=True) as stage:
-        metadata = dict(edit.apply(spec, baseline=request.baseline, out=stage, seed=request.seed))
+        metadata = {
+            # The published envelope, for plugins that return bare metadata.
+            "schema": EDIT_METADATA_SCHEMA,
+            "scenario_id": str(spec),
+            "artifact_class": edit.artifact_class,
+            "edit_type": spec.name,
+            **edit.apply(spec, baseline=request.baseline, out=stage, seed=request.seed),
+        }
         if not (stage / EDIT_METADATA_NAME).exists():
             (stage / EDIT_METADATA_NAME).write_text(
                 json.dumps(metadata, sort_keys=True, indent=2, allow_nan=False) + "\n",

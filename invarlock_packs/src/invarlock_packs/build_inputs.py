@@ -90,7 +90,7 @@ def _edit_metadata(directory: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     _, meta = read_json_input(path, "edit metadata")
-    problems = schema_errors(meta, "edit-metadata", _SCHEMAS)
+    problems = schema_errors(meta, "edit-metadata", "invarlock_core")
     if problems:
         raise SchemaError(f"edit metadata {path} does not match its schema: {problems[0]}")
     return dict(meta)

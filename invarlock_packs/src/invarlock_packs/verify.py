@@ -504,7 +504,7 @@ def _check_edit_metadata(run: _Run, hashes: Mapping[str, str]) -> None:
     scenarios_doc = _load_checked(run.root / layout.SCENARIOS, "scenarios", problems)
     by_id = scenarios_by_id(scenarios_doc) if isinstance(scenarios_doc, Mapping) else {}
     for rel in sidecars if scenarios_doc is not None else []:
-        meta = _load_checked(run.root / rel, "edit-metadata", problems)
+        meta = _load_checked(run.root / rel, "edit-metadata", problems, package="invarlock_core")
         if isinstance(meta, Mapping):
             problems.extend(edit_metadata_problems(rel, meta, by_id))
     run.add(
@@ -517,13 +517,15 @@ def _check_edit_metadata(run: _Run, hashes: Mapping[str, str]) -> None:
     )
 
 
-def _load_checked(path: Path, schema: str, problems: list[str]) -> Any:
+def _load_checked(
+    path: Path, schema: str, problems: list[str], *, package: str = _SCHEMA_PACKAGE
+) -> Any:
     try:
         data = read_json_bounded(path)
     except (ValueError, OSError, UnsafePathError) as exc:
         problems.append(f"{path.name}: not readable JSON ({exc})")
         return None
-    errors = schema_errors(data, schema, _SCHEMA_PACKAGE)
+    errors = schema_errors(data, schema, package)
     if errors:
         problems.append(f"{path.name}: {_listed(errors)}")
         return None
