@@ -1,0 +1,169 @@
+"""Guard benchmarks, measured side by side in one run.
+
+1. Spectral σ_max of a stack of large matrices: the guards' block Krylov estimator vs
+   ``torch.linalg.svdvals`` (the exact reference), on a trained-like spectrum (power-law decay) and
+   on pure Gaussian matrices (the hard case: no gap at the top of the spectrum).
+2. Guard-chain time as a fraction of the paired evaluation (``invarlock_core.evaluation.evaluate``)
+   on tiny GPT-2, LLaMA and Mixtral checkpoints: (baseline prepare + subject validate) over
+   (baseline + subject window scoring).
+
+Runs on CUDA when available (``--device``). ``python benchmarks/bench_guards.py [--size N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _trained_like(n: int, count: int, generator: Any, torch: Any, device: str) -> list[Any]:
+    """Matrices with singular values ``σ_i ∝ i^-0.6`` (typical of trained weights) times noise."""
+    mats = []
+    for _ in range(count):
+        rank = n // 4
+        left = torch.randn(n, rank, generator=generator) / math.sqrt(n)
+        right = torch.randn(rank, n, generator=generator) / math.sqrt(n)
+        decay = torch.arange(1, rank + 1, dtype=torch.float32) ** -0.6
+        mats.append(
+            (
+                (left * decay) @ right * n
+                + 0.05 * torch.randn(n, n, generator=generator) / math.sqrt(n)
+            ).to(device)
+        )
+    return mats
+
+
+def bench_sigma(size: int, count: int, device: str) -> None:
+    import torch
+
+    from invarlock_guards.spectral_norm import top_singular_values
+
+    generator = torch.Generator().manual_seed(0)
+    cases = {
+        "trained-like": _trained_like(size, count, generator, torch, device),
+        "gaussian": [
+            torch.randn(size, size, generator=generator).to(device) / math.sqrt(size)
+            for _ in range(count)
+        ],
+    }
+    keys = [f"m{i}" for i in range(count)]
+    print(f"σ_max of {count} matrices {size}x{size} on {device}")
+    for label, mats in cases.items():
+        top_singular_values(mats[:1], keys[:1])  # warm-up
+        start = time.perf_counter()
+        ours = top_singular_values(mats, keys)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        ours_s = time.perf_counter() - start
+        start = time.perf_counter()
+        exact = torch.linalg.svdvals(torch.stack(mats))[:, 0].cpu().tolist()
+        ref_s = time.perf_counter() - start
+        error = max(abs(a - b) / b for a, b in zip(ours, exact))
+        print(
+            f"  {label:12s} krylov {ours_s:7.3f}s  svdvals {ref_s:7.3f}s  speedup {ref_s / ours_s:6.1f}x  "
+            f"max rel error {error:.2e}"
+        )
+
+
+def _wider_gpt2(root: Path) -> Path:
+    """A 6-layer, 768-wide GPT-2 (random weights, the tiny model's tokenizer): a model whose
+    forward pass is not negligible next to the guards' fixed per-module costs."""
+    import shutil
+
+    import torch
+    import transformers
+
+    from invarlock_core.testing import VOCAB_SIZE, tiny_model
+
+    out = root / "gpt2-wide"
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(
+        vocab_size=VOCAB_SIZE,
+        n_positions=256,
+        n_embd=768,
+        n_layer=6,
+        n_head=12,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
+    transformers.GPT2LMHeadModel(config).save_pretrained(out, safe_serialization=True)
+    source = tiny_model("gpt2")
+    for item in source.iterdir():
+        if "token" in item.name or item.name in ("vocab.json", "merges.txt"):
+            shutil.copy(item, out / item.name)
+    return out
+
+
+def bench_chain_fraction(archs: list[str], device: str) -> None:
+    from invarlock_core.evaluation import EvaluationRequest, evaluate
+    from invarlock_core.plugins import get_registries
+    from invarlock_core.testing import tiny_model
+
+    registries = get_registries()
+    print(
+        "guard chain vs paired evaluation (dev profile: 8 preview + 32 final windows of 128 tokens)"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        for arch in archs:
+            path = _wider_gpt2(Path(tmp)) if arch == "gpt2-wide" else tiny_model(arch)
+            subject = path
+            if "gaussian_noise" in registries.edits:
+                from invarlock_core.editing import EditSpec
+
+                subject = Path(tmp) / f"{arch}-noise"
+                subject.mkdir()
+                registries.edits.get("gaussian_noise").apply(
+                    EditSpec.parse("gaussian_noise"), baseline=path, out=subject, seed=0
+                )
+            rows = []
+            for run in range(2):  # the first run warms caches and imports
+                outcome = evaluate(
+                    EvaluationRequest(
+                        baseline=path,
+                        subject=subject,
+                        out=Path(tmp) / f"{arch}-{run}",
+                        device=device,
+                    ),
+                    registries=registries,
+                )
+                rows.append(outcome.report["timings"])
+            timings = rows[-1]
+            prepare = timings["baseline"]["guards_prepare_s"]
+            validate = timings["subject"]["guards_validate_s"]
+            scoring = timings["baseline"]["eval_s"] + timings["subject"]["eval_s"]
+            per_guard = {g["name"]: round(g["seconds"], 3) for g in outcome.report["guards"]}
+            print(
+                f"  {arch:9s} guards {prepare + validate:6.3f}s / paired scoring {scoring:6.3f}s = "
+                f"{(prepare + validate) / scoring:6.1%};  per extra subject (validate only, baseline "
+                f"state cached) {validate:6.3f}s / subject scoring {timings['subject']['eval_s']:6.3f}s = "
+                f"{validate / timings['subject']['eval_s']:6.1%}  {per_guard}"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--size", type=int, default=1536, help="matrix side for the σ_max benchmark"
+    )
+    parser.add_argument("--count", type=int, default=3, help="matrices in the stack")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument(
+        "--archs", default="gpt2,llama,mixtral", help="comma list; gpt2-wide adds a 6x768 GPT-2"
+    )
+    args = parser.parse_args()
+    from invarlock_core.models import resolve_device
+
+    device = resolve_device(args.device)
+    import torch
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s)")
+    bench_sigma(args.size, args.count, device)
+    bench_chain_fraction(args.archs.split(","), device)
+
+
+if __name__ == "__main__":
+    main()
