@@ -7,6 +7,7 @@ one :class:`~invarlock_core.errors.SchemaError` line by :func:`structure`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,12 +38,19 @@ def unstructure(value: Any) -> Any:
     return converter.unstructure(value)
 
 
-def structure(data: Any, cls: type[T]) -> T:
-    """JSON-ready data -> ``cls``; raises :class:`SchemaError` with every problem on one line."""
+def structure(
+    data: Any,
+    cls: type[T],
+    *,
+    conv: cattrs.Converter | None = None,
+    error: Callable[[str], Exception] = SchemaError,
+) -> T:
+    """JSON-ready data -> ``cls``; raises ``error`` (default :class:`SchemaError`) with every
+    problem on one line. Other products pass their own converter and exception class."""
     try:
-        return converter.structure(data, cls)
+        return (conv or converter).structure(data, cls)
     except ClassValidationError as exc:
         problems = "; ".join(cattrs.transform_error(exc))
-        raise SchemaError(f"invalid {cls.__name__}: {problems}") from exc
+        raise error(f"invalid {cls.__name__}: {problems}") from exc
     except (TypeError, ValueError, KeyError) as exc:
-        raise SchemaError(f"invalid {cls.__name__}: {exc}") from exc
+        raise error(f"invalid {cls.__name__}: {exc}") from exc

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import cattrs
-from cattrs.errors import ClassValidationError
 
 from invarlock_core.serialization import make_converter
+from invarlock_core.serialization import structure as core_structure
 from veriscope_gate.errors import ArtifactError
 
 __all__ = ["as_object", "converter", "read_json_object", "structure", "unstructure"]
@@ -27,13 +27,7 @@ def unstructure(value: Any) -> Any:
 
 def structure(data: Any, cls: type[T]) -> T:
     """JSON-ready data -> ``cls``; raises :class:`ArtifactError` listing every problem on one line."""
-    try:
-        return converter.structure(data, cls)
-    except ClassValidationError as exc:
-        problems = "; ".join(cattrs.transform_error(exc))
-        raise ArtifactError(f"invalid {cls.__name__}: {problems}") from exc
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ArtifactError(f"invalid {cls.__name__}: {exc}") from exc
+    return core_structure(data, cls, conv=converter, error=ArtifactError)
 
 
 def as_object(value: Any) -> dict[str, Any]:
