@@ -49,6 +49,7 @@ from invarlock_core.guarding import (
     ModelUnderTest,
     Violation,
 )
+from invarlock_core.json_files import read_json
 from invarlock_core.policy import (
     TIERS,
     Policy,
@@ -224,10 +225,7 @@ def _read_edit_metadata(subject: Path) -> dict[str, Any] | None:
     file = subject / EDIT_METADATA_NAME
     if not file.is_file():
         return None
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{file} is not valid JSON: {exc}") from exc
+    data = read_json(file, what="edit metadata")
     validate_instance(data, "edit-metadata", what=str(file))
     return dict(data)
 

@@ -25,8 +25,8 @@ import attrs
 
 from invarlock_core.atomic import atomic_write_bytes, atomic_write_text
 from invarlock_core.canonical import canonical_digest, prefixed
-from invarlock_core.errors import InputError
 from invarlock_core.guarding import GuardResult
+from invarlock_core.json_files import read_json_object
 from invarlock_core.policy import policy_digest
 from invarlock_core.schema_validation import validate_instance
 from invarlock_core.verdict import GuardOutcome, WindowScore
@@ -174,16 +174,4 @@ def load_report(path: str | Path) -> dict[str, Any]:
     file = Path(path)
     if file.is_dir():
         file = file / REPORT_FILENAME
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"report {file} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read report {file}: {exc}") from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"report {file} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InputError(f"report {file} is not a JSON object")
-    return data
+    return read_json_object(file, what="report")

@@ -18,6 +18,7 @@ import attrs
 from invarlock_core.atomic import atomic_write_json
 from invarlock_core.canonical import canonical_digest, file_sha256, prefixed
 from invarlock_core.errors import SchemaError
+from invarlock_core.json_files import read_json
 from invarlock_core.models import checkpoint_files_digest
 from invarlock_core.schema_validation import schema_errors, validate_instance
 from invarlock_edits.checkpoint import METADATA_NAME
@@ -142,10 +143,7 @@ def read_edit_metadata(directory: str | Path) -> dict[str, Any] | None:
     path = Path(directory) / METADATA_NAME
     if not path.is_file():
         return None
-    try:
-        metadata = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SchemaError(f"{path} is not valid JSON: {exc}") from exc
+    metadata = read_json(path, what="edit metadata", error=SchemaError)
     validate_edit_metadata(metadata, what=str(path))
     result: dict[str, Any] = metadata
     return result

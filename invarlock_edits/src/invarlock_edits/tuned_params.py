@@ -18,7 +18,6 @@ also appear at the top level (the flat form) as defaults.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +27,7 @@ import attrs
 
 from invarlock_core.canonical import file_sha256, prefixed
 from invarlock_core.errors import ConfigError, InputError
+from invarlock_core.json_files import read_json
 from invarlock_core.schema_validation import validate_instance
 
 __all__ = ["CLEAN_SENTINEL", "TUNED_PARAMS_ENV", "TunedParams", "find_tuned_params_file"]
@@ -65,10 +65,7 @@ class TunedParams:
 
     @classmethod
     def load(cls, path: Path) -> TunedParams:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"tuned edit params file {path} is not valid JSON: {exc}") from exc
+        data = read_json(path, what="tuned edit params file", error=ConfigError)
         validate_instance(
             data, "tuned_edit_params", "invarlock_edits", what=f"tuned edit params file {path}"
         )

@@ -15,14 +15,14 @@ makes it ask for more. There is no adaptive under-allocation: the minimum is the
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from invarlock_core.errors import InputError, UsageError
+from invarlock_core.errors import UsageError
+from invarlock_core.json_files import read_json
 from invarlock_core.scheduling.knobs import SchedulingKnobs
 from invarlock_core.scheduling.tasks import Task, TaskType
 from invarlock_core.serialization import structure, unstructure
@@ -67,10 +67,7 @@ class ModelProfile:
 
     @classmethod
     def load(cls, path: str | Path) -> ModelProfile:
-        try:
-            return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"model profile {path} is not readable: {exc}") from None
+        return cls.from_json(read_json(path, what="model profile"))
 
     @classmethod
     def from_hf_config(cls, name: str, config: dict[str, Any], weights_gb: float) -> ModelProfile:

@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from invarlock_core.atomic import atomic_write_json
-from invarlock_core.errors import InputError, UsageError
+from invarlock_core.errors import UsageError
 from invarlock_core.schema_validation import validate_instance
 from invarlock_core.serialization import structure, unstructure
 
@@ -243,13 +243,7 @@ class TaskGraph:
 
     @classmethod
     def load(cls, path: str | Path) -> TaskGraph:
-        import json
+        from invarlock_core.json_files import read_json
 
-        source = Path(path)
-        try:
-            data = json.loads(source.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(f"task graph {source} does not exist") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f"task graph {source} is not readable JSON: {exc}") from None
-        return cls.from_json(data, what=f"task graph {source}")
+        data = read_json(path, what="task graph")
+        return cls.from_json(data, what=f"task graph {path}")
