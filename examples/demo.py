@@ -2,8 +2,10 @@
 
 1. Builds (or reuses from the cache) a tiny GPT-2 trained for a few seconds on the shipped sample
    text, with :func:`invarlock_core.testing.tiny_model`.
-2. Runs ``invarlock evaluate`` in a subprocess twice:
-   * a clean edit, 8-bit round-to-nearest quantization of the FFN weights (expected PASS), and
+2. Runs ``invarlock evaluate`` in a subprocess for each subject:
+   * a clean edit, 8-bit round-to-nearest quantization of the FFN weights (expected PASS),
+   * a stress edit, 50% magnitude pruning of every matrix: perplexity barely moves on these short
+     windows, but the spectral guard sees the weights change against the baseline (expected FAIL),
    * a fault injection, one NaN weight in block 0 (expected FAIL, exit 1, with a reason).
    With the ``invarlock-edits`` plugin installed the subjects come from ``--edit``; without it the
    demo writes them itself with safetensors (an identical copy and a NaN-poisoned copy).
@@ -96,6 +98,9 @@ def main() -> int:
         clean = ["--subject", str(write_subject(baseline, args.out / "clean-subject", poison=False))]
         fault = ["--subject", str(write_subject(baseline, args.out / "nan-subject", poison=True))]
     ok = run_case(clean_title, baseline, args.out / "clean", clean, "PASS")
+    if has_edits():
+        stress = ["--edit", "magnitude_prune:0.5:all"]
+        ok = run_case("stress edit (50% pruning, all)", baseline, args.out / "stress", stress, "FAIL") and ok
     ok = run_case("fault injection (NaN weight)", baseline, args.out / "nan", fault, "FAIL") and ok
     print("demo " + ("finished: verdicts as expected" if ok else "FAILED: unexpected verdicts"))
     return 0 if ok else 1

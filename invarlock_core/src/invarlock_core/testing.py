@@ -146,7 +146,7 @@ def _check_arch(arch: str) -> Architecture:
 
 
 def build_tiny_model(
-    arch: str, out_dir: str | Path, *, seed: int = 0, train_steps: int = 60, seq_len: int = 64
+    arch: str, out_dir: str | Path, *, seed: int = 0, train_steps: int = 300, seq_len: int = 64
 ) -> Path:
     """Build, briefly train and save a tiny ``arch`` checkpoint into the empty/new ``out_dir``."""
     architecture = _check_arch(arch)
@@ -189,7 +189,7 @@ def _cache_root() -> Path:
 
 
 def tiny_model(
-    arch: str, *, seed: int = 0, train_steps: int = 60, cache_dir: str | Path | None = None
+    arch: str, *, seed: int = 0, train_steps: int = 300, cache_dir: str | Path | None = None
 ) -> Path:
     """A cached :func:`build_tiny_model` checkpoint (built once per cache key, atomically)."""
     architecture = _check_arch(arch)
