@@ -136,6 +136,11 @@ def bench_chain_fraction(archs: list[str], device: str) -> None:
             validate = timings["subject"]["guards_validate_s"]
             scoring = timings["baseline"]["eval_s"] + timings["subject"]["eval_s"]
             per_guard = {g["name"]: round(g["seconds"], 3) for g in outcome.report["guards"]}
+            total = timings["total_s"]
+            print(
+                f"  {arch:9s} guards {prepare + validate:6.3f}s / evaluate wall time {total:6.3f}s = "
+                f"{(prepare + validate) / total:6.1%} (load, windows, scoring, guards, report)"
+            )
             print(
                 f"  {arch:9s} guards {prepare + validate:6.3f}s / paired scoring {scoring:6.3f}s = "
                 f"{(prepare + validate) / scoring:6.1%};  per extra subject (validate only, baseline "
