@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from invarlock_core.cli import run_handled
 from veriscope_gate.errors import (
-    EXIT_INTERNAL,
     EXIT_INVALID,
     EXIT_OK,
     ValidationFailed,
@@ -225,7 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--" in raw:
         cut = raw.index("--")
         raw, runner_args = raw[:cut], raw[cut + 1 :]
-    try:
+
+    def body() -> int:
         parser = build_parser()
         args = parser.parse_args(raw)
         handler = getattr(args, "handler", None)
@@ -238,20 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.argv = list(sys.argv[1:] if argv is None else argv)
         code: int = handler(args)
         return code
-    except VeriscopeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # pragma: no cover
-        return EXIT_OK
-    except Exception:
-        import traceback
 
-        traceback.print_exc()
-        print("error: internal error (a bug): please report it with the traceback above", file=sys.stderr)
-        return EXIT_INTERNAL
+    return run_handled(body, VeriscopeError)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from invarlock_core.errors import EXIT_INTERNAL, InvarlockError, UsageError
 
-__all__ = ["ArgumentParser", "build_parser", "main"]
+__all__ = ["ArgumentParser", "build_parser", "main", "run_handled"]
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -45,20 +45,17 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI and return the exit code (``sys.exit(main())`` is the console script)."""
+def run_handled(call: Callable[[], int], expected: type[Exception]) -> int:
+    """Run a CLI body: ``expected`` failures print one line and exit with their ``exit_code``.
+
+    Interrupts exit 130; anything else is a bug and keeps its traceback (exit 3). Shared by the
+    ``invarlock`` and ``veriscope`` command lines.
+    """
     try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        handler = getattr(args, "handler", None)
-        if handler is None:
-            parser.print_help(sys.stderr)
-            return 2
-        code: int = handler(args)
-        return code
-    except InvarlockError as exc:
+        return call()
+    except expected as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return int(getattr(exc, "exit_code", EXIT_INTERNAL))
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
@@ -70,6 +67,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         traceback.print_exc()
         print("error: internal error (a bug): please report it with the traceback above", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return the exit code (``sys.exit(main())`` is the console script)."""
+
+    def body() -> int:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        handler = getattr(args, "handler", None)
+        if handler is None:
+            parser.print_help(sys.stderr)
+            return 2
+        code: int = handler(args)
+        return code
+
+    return run_handled(body, InvarlockError)
 
 
 if __name__ == "__main__":  # pragma: no cover
