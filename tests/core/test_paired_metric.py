@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from invarlock_core.paired_metric import (
@@ -53,6 +53,9 @@ def test_interval_contains_point_estimate_and_is_ordered(
 
 @given(data=paired(), shift=st.floats(-2.0, 2.0, allow_nan=False))
 @settings(max_examples=60, deadline=None)
+# Replicates tied with the estimate up to rounding once moved float noise into z0 (found by hypothesis).
+@example(data=([0.5, 0.5, 0.5], [0.24278367630383918, 0.5, 0.501], [1, 1, 1]), shift=-0.16717195221154307)
+@example(data=([1.0, 0.5, 1.0], [1.0, 0.501, 1.2572163236961609], [1, 1, 1]), shift=-1.0)
 def test_shifting_subject_losses_by_c_multiplies_ratio_by_exp_c(
     data: tuple[list[float], list[float], list[int]], shift: float
 ) -> None:

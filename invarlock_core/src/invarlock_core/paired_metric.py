@@ -166,7 +166,11 @@ def bca_interval(
     if float(x.max() - x.min()) <= 1e-15 * max(1.0, abs(theta)):
         return BootstrapInterval(theta, theta, 0.0, 0.0, replicates, alpha, seed, "degenerate")
     boot = np.sort(_replicate_means(x, w, replicates, seed))
-    below = float(np.count_nonzero(boot < theta)) + 0.5 * float(np.count_nonzero(boot == theta))
+    # Replicates within rounding of θ̂ are ties (half below, half above): an exact `==` would make
+    # z0, and so the interval, depend on float noise (e.g. after shifting every Δ by a constant).
+    tie = 1e-12 * max(1.0, float(np.abs(x).max()))
+    ties = float(np.count_nonzero(np.abs(boot - theta) <= tie))
+    below = float(np.count_nonzero(boot < theta - tie)) + 0.5 * ties
     p0 = below / replicates
     a = weighted_jackknife_acceleration(x, w)
     z_lo, z_hi = _NORMAL.inv_cdf(alpha / 2.0), _NORMAL.inv_cdf(1.0 - alpha / 2.0)
