@@ -19,6 +19,7 @@ __all__ = [
     "InputError",
     "InvarlockError",
     "ModelLoadError",
+    "OneLineError",
     "PluginError",
     "SchemaError",
     "TokenizerMismatchError",
@@ -36,10 +37,11 @@ EXIT_INTERNAL = 3
 """An internal error: a bug or an environment problem we could not classify."""
 
 
-class InvarlockError(Exception):
-    """Root of every expected InvarLock failure.
+class OneLineError(Exception):
+    """An expected failure with a one-line message and a CLI exit code.
 
-    ``exit_code`` is the process exit status the CLI uses for this failure.
+    Not a product root itself: :class:`InvarlockError` and Veriscope's ``VeriscopeError`` derive
+    from it, so both command lines print and exit the same way.
     """
 
     exit_code: int = EXIT_INTERNAL
@@ -51,6 +53,13 @@ class InvarlockError(Exception):
     def __str__(self) -> str:
         # One line, always: the CLI prints exactly this.
         return " ".join(self.message.split())
+
+
+class InvarlockError(OneLineError):
+    """Root of every expected InvarLock failure.
+
+    ``exit_code`` is the process exit status the CLI uses for this failure.
+    """
 
 
 class UsageError(InvarlockError):

@@ -9,6 +9,8 @@ derive from :class:`VeriscopeError`, not from InvarLock's root. The ``veriscope`
 
 from __future__ import annotations
 
+from invarlock_core.errors import OneLineError
+
 __all__ = [
     "EXIT_INTERNAL",
     "EXIT_INVALID",
@@ -32,17 +34,10 @@ EXIT_INTERNAL = 3
 """Veriscope itself failed (``run_status="veriscope_failure"``)."""
 
 
-class VeriscopeError(Exception):
+class VeriscopeError(OneLineError):
     """Root of every expected Veriscope failure; ``exit_code`` is the CLI's exit status."""
 
     exit_code: int = EXIT_INTERNAL
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def __str__(self) -> str:
-        return " ".join(self.message.split())
 
 
 class VeriscopeUsageError(VeriscopeError):

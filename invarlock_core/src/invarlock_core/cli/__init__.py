@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from invarlock_core.errors import EXIT_INTERNAL, InvarlockError, UsageError
+from invarlock_core.errors import EXIT_INTERNAL, InvarlockError, OneLineError, UsageError
 
 __all__ = ["ArgumentParser", "build_parser", "main", "run_handled"]
 
@@ -45,7 +45,7 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def run_handled(call: Callable[[], int], expected: type[Exception]) -> int:
+def run_handled(call: Callable[[], int], expected: type[OneLineError]) -> int:
     """Run a CLI body: ``expected`` failures print one line and exit with their ``exit_code``.
 
     Interrupts exit 130; anything else is a bug and keeps its traceback (exit 3). Shared by the
@@ -55,7 +55,7 @@ def run_handled(call: Callable[[], int], expected: type[Exception]) -> int:
         return call()
     except expected as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return int(getattr(exc, "exit_code", EXIT_INTERNAL))
+        return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
