@@ -15,9 +15,16 @@ Usage::
   block's output **of the training forward pass itself** (no extra forward) on the training
   device. Between probes nothing is synchronised with the host; on a probe step the sketch and
   the loss move to the host in one transfer.
-* Every ``gate_window`` steps the gate decides. In distributed runs the metric values are
-  averaged over ranks first, so every rank takes the same decision; only world rank 0 writes
-  artifacts. On FAIL with ``stop_on_fail`` it sets ``control.should_training_stop``.
+* Every ``gate_window`` steps the gate decides. On FAIL with ``stop_on_fail`` it sets
+  ``control.should_training_stop``.
+* Distributed runs (``torch.distributed`` initialised, world size > 1): at start one collective
+  checks that every rank registers the same metrics (else every rank raises
+  :class:`~veriscope_gate.errors.VeriscopeUsageError` instead of deadlocking later). On each
+  probe step every rank (with or without a sketch of its own) joins **one** ``all_reduce`` of a
+  fixed-length vector in sorted metric-name order: per metric the sum of the finite values and
+  the count of ranks that had one, the same for the loss, and the count of ranks that sketched.
+  Every rank so records the mean over the ranks with a finite value (NaN where none had one)
+  and takes the same decision; only world rank 0 writes artifacts.
 * Resume: the gate state is saved as ``veriscope_state.json`` in each ``checkpoint-N`` folder and
   picked up when ``trainer.train(resume_from_checkpoint=...)`` continues from it. The callback is
   also an ``ExportableState``, so ``restore_callback_states_from_checkpoint=True`` works too.
@@ -26,7 +33,10 @@ Usage::
 from __future__ import annotations
 
 import json
+import math
 import time
+import zlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +77,50 @@ def find_last_block(model: Any, layer: str | None = None) -> tuple[str, Any]:
             "cannot find the transformer blocks to probe; pass layer='<module name>'"
         )
     return f"{best[0]}.{len(best[1]) - 1}", best[1][-1]
+
+
+def _slot(value: float | None) -> tuple[float, float]:
+    """``(value, 1)`` for a finite value, ``(0, 0)`` for a missing or non-finite one."""
+    if value is None or not math.isfinite(value):
+        return 0.0, 0.0
+    return float(value), 1.0
+
+
+def _pack_probe(names: Sequence[str], values: Mapping[str, float], loss: float | None,
+                sketched: bool) -> list[float]:
+    """One rank's share of the probe's all_reduce (SUM): always ``3 + 2·len(names)`` floats.
+
+    Layout ``[ranks that sketched, loss sum, ranks with a finite loss, then per metric of
+    names: sum of finite values, ranks with a finite value]``, so the length and order never
+    depend on what this rank happened to compute.
+    """
+    vec = [1.0 if sketched else 0.0, *_slot(loss)]
+    for name in names:
+        vec.extend(_slot(values.get(name)))
+    return vec
+
+
+def _unpack_probe(names: Sequence[str], vec: Sequence[float]) -> tuple[dict[str, float], float | None] | None:
+    """The reduced vector as means over the ranks with a finite value (NaN / ``None`` where no
+    rank had one); ``None`` when no rank sketched (nothing to record)."""
+    if vec[0] <= 0:
+        return None
+    loss = vec[1] / vec[2] if vec[2] > 0 else None
+    values = {
+        name: vec[3 + 2 * i] / vec[4 + 2 * i] if vec[4 + 2 * i] > 0 else math.nan
+        for i, name in enumerate(names)
+    }
+    return values, loss
+
+
+def _distributed() -> Any:
+    """``torch.distributed`` when a process group of two or more ranks is up, else ``None``."""
+    import torch
+
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist
+    return None
 
 
 def _hidden_size(model: Any) -> int:
@@ -113,7 +167,8 @@ class VeriscopeCallback(TrainerCallback, ExportableState):
         self.last_record: GateRecord | None = None
         self.records: list[GateRecord] = []
         self._loss: Any = None
-        self._loss_armed = False
+        self._probe_step = False
+        self._metric_names: list[str] = []
         self._loss_handle: Any = None
         self._t0: float | None = None
         self._output_dir: str | None = None
@@ -151,16 +206,22 @@ class VeriscopeCallback(TrainerCallback, ExportableState):
         name, block = find_last_block(model, self.layer)
         metrics = [reg.item for reg in get_metric_registry()]
         self._device = next(model.parameters()).device
+        self._metric_names = sorted(m.name for m in metrics)
+        self._check_same_metrics()
         config = getattr(model, "config", None)
+        resume = self.resume_state or self._checkpoint_state(state)
+        run_id = self.run_id
+        if run_id is None and resume and not state.is_world_process_zero:
+            # a non-writing rank may not see rank 0's capsule (and its run id): take the checkpoint's
+            run_id = resume.get("run_id")
         self.session = GateSession(
-            self.outdir, gate_preset=self.gate_preset, overrides=self.overrides, run_id=self.run_id,
+            self.outdir, gate_preset=self.gate_preset, overrides=self.overrides, run_id=run_id,
             controls=self.controls, metrics=metrics,
             runner={"kind": "hf_callback", "model_type": str(getattr(config, "model_type", "unknown"))},
             probe={"layer": name, "sketch_dim": self.sketch_dim, "max_tokens": self.max_tokens,
                    "jl_seed": self.seed},
             write=bool(state.is_world_process_zero),
         )
-        resume = self.resume_state or self._checkpoint_state(state)
         if resume:
             self.session.load_state(resume)
         self.probe = LayerProbe(block, metrics, hidden_size=_hidden_size(model), dim=self.sketch_dim,
@@ -190,7 +251,7 @@ class VeriscopeCallback(TrainerCallback, ExportableState):
         return control
 
     def _capture_loss(self, _module: Any, _inputs: Any, output: Any) -> None:
-        if not self._loss_armed or self._loss is not None:
+        if not self._probe_step or self._loss is not None:
             return
         loss = getattr(output, "loss", None)
         if loss is None and isinstance(output, dict):
@@ -208,7 +269,7 @@ class VeriscopeCallback(TrainerCallback, ExportableState):
         assert self.probe is not None
         if (state.global_step + 1) % self.session.controls.metric_interval == 0:
             self.probe.arm()
-            self._loss_armed = True
+            self._probe_step = True
             self._loss = None
         return control
 
@@ -216,18 +277,8 @@ class VeriscopeCallback(TrainerCallback, ExportableState):
         if self.session is None or self.probe is None:
             return control
         step = int(state.global_step)
-        packed = self.probe.packed()
-        if packed is not None:
-            import torch
-
-            parts = [packed] + ([self._loss.to(packed.device)] if self._loss is not None else [])
-            host = torch.cat(parts).cpu().numpy()  # the probe step's single host sync
-            loss = float(host[-1]) if self._loss is not None else None
-            values = self.probe.collect(host[: packed.numel()])
-            values, loss = self._agree(values, loss)
-            self.session.record(step, values, loss)
-            self._loss_armed = False
-            self._loss = None
+        if self._probe_step:
+            self._finish_probe(step)
         if self.session.is_gate_step(step):
             record = self.session.evaluate(step)
             self.last_record = record
@@ -236,20 +287,75 @@ class VeriscopeCallback(TrainerCallback, ExportableState):
                 control.should_training_stop = True
         return control
 
-    def _agree(self, values: dict[str, float], loss: float | None) -> tuple[dict[str, float], float | None]:
-        """Average the probe values over ranks so that every rank takes the same decision."""
+    def _finish_probe(self, step: int) -> None:
+        """Collect this rank's sketch and loss, agree with the other ranks, record the probe.
+
+        Runs on every probe step of the schedule, whether or not this rank's hook fired, so
+        every rank joins the same collectives in the same order.
+        """
         import torch
 
-        dist = torch.distributed
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
-            return values, loss
-        names = sorted(values)
-        t = torch.tensor([values[n] for n in names] + [loss if loss is not None else 0.0],
-                         dtype=torch.float64, device=self._device)
-        dist.all_reduce(t)
-        t /= dist.get_world_size()
-        host = t.cpu().tolist()
-        return dict(zip(names, host[:-1])), (host[-1] if loss is not None else None)
+        assert self.session is not None
+        assert self.probe is not None
+        packed = self.probe.packed()
+        values: dict[str, float] = {}
+        loss: float | None = None
+        if packed is not None:
+            parts = [packed] + ([self._loss.to(packed.device)] if self._loss is not None else [])
+            host = torch.cat(parts).cpu().numpy()  # the probe step's single host sync
+            loss = float(host[-1]) if self._loss is not None else None
+            values = self.probe.collect(host[: packed.numel()])
+        else:
+            self.probe.collect()  # nothing sketched here: disarm, do not carry over to the next step
+            loss = float(self._loss) if self._loss is not None else None
+        self._probe_step = False
+        self._loss = None
+        agreed = self._agree(values, loss, sketched=packed is not None)
+        if agreed is not None:
+            self.session.record(step, *agreed)
+
+    def _reduce_device(self, dist: Any) -> Any:
+        """Where the collective's tensor lives: the host for gloo/MPI (the values are already
+        there), the training device for device-only backends such as NCCL."""
+        backend = str(dist.get_backend())
+        return "cpu" if "gloo" in backend or backend == "mpi" else self._device
+
+    def _check_same_metrics(self) -> None:
+        """Fail on every rank when the ranks register different metrics (once, at start).
+
+        One all_reduce(MAX) of ``[n, −n, h, −h]`` (n metrics, h a CRC of their sorted names):
+        every rank agrees iff max == −max(−x) for both, and every rank sees the same answer.
+        """
+        dist = _distributed()
+        if dist is None:
+            return
+        import torch
+
+        n = float(len(self._metric_names))
+        h = float(zlib.crc32("\n".join(self._metric_names).encode("utf-8")))
+        t = torch.tensor([n, -n, h, -h], dtype=torch.float64, device=self._reduce_device(dist))
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        hi_n, lo_n, hi_h, lo_h = t.cpu().tolist()
+        if hi_n != -lo_n or hi_h != -lo_h:
+            raise VeriscopeUsageError(
+                "ranks register different Veriscope metrics (this rank: "
+                f"{', '.join(self._metric_names) or 'none'}); install the same metric plugins "
+                "and VERISCOPE_LOAD_PLUGINS / VERISCOPE_DISABLE_PLUGINS on every rank"
+            )
+
+    def _agree(self, values: dict[str, float], loss: float | None, *,
+               sketched: bool) -> tuple[dict[str, float], float | None] | None:
+        """The probe every rank records: per metric (and loss) the mean over the ranks with a
+        finite value; ``None`` when no rank sketched. One all_reduce of a fixed-length vector."""
+        vec = _pack_probe(self._metric_names, values, loss, sketched)
+        dist = _distributed()
+        if dist is not None:
+            import torch
+
+            t = torch.tensor(vec, dtype=torch.float64, device=self._reduce_device(dist))
+            dist.all_reduce(t)
+            vec = t.cpu().tolist()
+        return _unpack_probe(self._metric_names, vec)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         if self.close_on_train_end:
