@@ -82,14 +82,17 @@ class SketchProjector:
             if self.projection.device != x.device:
                 self.projection = self.projection.to(x.device)
                 self._pair_seed = self._pair_seed.to(x.device)
-            var, mu = torch.var_mean(x, dim=0, unbiased=False)
+            # Column moments as plain reductions: torch.var_mean over dim 0 of a row-major matrix
+            # is a strided kernel about 10x slower on CPU than these two passes.
+            mu = x.mean(dim=0)
+            var = (x - mu).square().mean(dim=0)
             if self.mean is None or self.var is None:
                 self.mean, self.var = mu, var
             else:
                 self.mean = self.ema * self.mean + (1 - self.ema) * mu
                 self.var = self.ema * self.var + (1 - self.ema) * var
-            xs = (x - self.mean) / torch.sqrt(self.var + 1e-6)
-            z = xs @ self.projection
+            # Standardise inside the projection: (x - m) @ (P / s) instead of a scaled copy of x.
+            z = (x - self.mean) @ (self.projection / torch.sqrt(self.var + 1e-6)[:, None])
             zc = z - z.mean(dim=0, keepdim=True)
             cov = zc.T @ zc / max(1, n - 1)
             eig = torch.linalg.eigvalsh(cov).flip(0)
