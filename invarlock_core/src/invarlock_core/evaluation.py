@@ -5,7 +5,9 @@ deterministic windows with the baseline's tokenizer, scores baseline and subject
 windows, runs the guard chain (baseline state once, subject validated against it), judges the
 primary metric with :func:`invarlock_core.verdict.judge` and writes
 ``evaluation.report.json`` (schema-validated), ``evaluation_report.md`` and
-``evaluate_timing.json`` atomically into ``out``.
+``evaluate_timing.json`` atomically into ``out``. When the subject's edit metadata asks for a
+probe sidecar (``detection.probe``), the named guard writes it beside the report
+(:mod:`invarlock_core.probe_sidecars`).
 
 Models are held one at a time: the baseline is scored and measured by the guards, released, then
 the subject is loaded. Expected failures raise :class:`~invarlock_core.errors.InvarlockError`
@@ -59,6 +61,12 @@ from invarlock_core.policy import (
     build_policy,
     load_preset,
     load_profile,
+)
+from invarlock_core.probe_sidecars import (
+    ChainRun,
+    remove_stale_probes,
+    requested_probe,
+    run_probe,
 )
 from invarlock_core.report import (
     guard_outcomes,
@@ -292,6 +300,8 @@ class _Guards:
             for name in self.chain.order
         }
         self.prepare_seconds = 0.0
+        self.crashed: set[str] = set()
+        """Guards that raised on the subject (their recorded result is a synthetic FAIL)."""
 
     def prepare(self, baseline: ModelUnderTest) -> None:
         for name in self.chain.order:
@@ -318,6 +328,7 @@ class _Guards:
                 raise
             except Exception as exc:  # a crash on a damaged subject is a FAIL, not a crash
                 result = _crashed(name, exc, 0.0)
+                self.crashed.add(name)
             results.append(attrs.evolve(result, seconds=time.perf_counter() - start))
         return results
 
@@ -334,6 +345,29 @@ class _Guards:
             "note": note,
             "baseline_prepare_calls": self.chain.prepare_calls,
         }
+
+
+def _probe(
+    out: Path,
+    edit_metadata: dict[str, Any] | None,
+    guards: _Guards,
+    baseline: ModelUnderTest,
+    subject: ModelUnderTest,
+    results: Sequence[GuardResult],
+) -> dict[str, Any] | None:
+    """The probe sidecar the edit metadata asks for, written into ``out``: the report's record."""
+    wanted = requested_probe(edit_metadata)
+    if wanted is None:
+        return None
+    run = ChainRun(
+        chain=guards.chain,
+        contexts=guards.contexts,
+        baseline=baseline,
+        subject=subject,
+        results=dict(zip(guards.chain.order, results)),
+        crashed=frozenset(guards.crashed),
+    )
+    return run_probe(wanted, run, out=out)
 
 
 def _environment(device: str, dtype: str) -> dict[str, Any]:
@@ -566,6 +600,9 @@ def evaluate(request: EvaluationRequest, *, registries: Registries | None = None
     mark = time.perf_counter()
     guard_results = guards.validate(baseline_mut, subject_mut)
     timings["subject"]["guards_validate_s"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    probe = _probe(request.out, edit_metadata, guards, baseline_mut, subject_mut, guard_results)
+    timings["probe_s"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
     final_scores = _scores(plan.final, base_final, subj_final, scored)
@@ -633,11 +670,14 @@ def evaluate(request: EvaluationRequest, *, registries: Registries | None = None
             if preset is not None
             else None
         ),
+        "probe": probe,
         "timings": timings,
         "environment": _environment(device, subject.dtype),
     }
     del subject, subject_mut
     timings["total_s"] = time.perf_counter() - started
+    written = probe["file"] if probe is not None and probe["status"] == "written" else None
+    remove_stale_probes(request.out, keep=written)
     report_path, markdown_path = write_report(report, request.out)
     if request.assurance == "off":
         code = EXIT_OK

@@ -4,6 +4,10 @@ A guard compares the subject **with the baseline**: :meth:`Guard.prepare` measur
 once, :meth:`Guard.validate` measures the subject and judges it against that baseline state.
 :class:`GuardChain` runs guards in order and caches each baseline state, so evaluating many
 subjects against one baseline measures the baseline once per guard and configuration.
+
+A guard may also be a :class:`ProbingGuard`: it can summarise one subject-versus-baseline
+measurement as a JSON probe document, which ``invarlock evaluate`` writes as a sidecar beside the
+report when the subject's edit metadata asks for it (``detection.probe``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ __all__ = [
     "GuardContext",
     "GuardResult",
     "ModelUnderTest",
+    "ProbingGuard",
     "Severity",
     "Violation",
 ]
@@ -105,6 +110,34 @@ class Guard(Protocol):
         self, subject: ModelUnderTest, baseline_state: Any, context: GuardContext
     ) -> GuardResult:
         """Measure the subject and judge it against the baseline state."""
+        ...
+
+
+@runtime_checkable
+class ProbingGuard(Guard, Protocol):
+    """Optional capability: a guard that can write an explicit cross-model probe document.
+
+    Compare-mode evaluation may keep a guard green (or a remediation guard silent) while its
+    measurement still moved; a probe states what the guard measured across the two models in a
+    small stable document (an evidence pack's ``rmt_probe.json`` / ``ve_probe.json``).
+    ``invarlock evaluate`` calls :meth:`probe` with the chain's cached baseline state, the subject
+    on the chain's calibration windows, the guard's context, and the result the chain just
+    produced, and checks this capability with ``isinstance(guard, ProbingGuard)``.
+    """
+
+    def probe(
+        self,
+        subject: ModelUnderTest,
+        baseline_state: Any,
+        context: GuardContext,
+        validated: GuardResult | None = None,
+    ) -> dict[str, Any]:
+        """A JSON-ready document with ``kind`` and ``schema_version``; deterministic, no timestamps.
+
+        ``validated`` is this guard's own :meth:`~Guard.validate` result for exactly these
+        arguments when the caller already has it (the evaluation passes the chain's): summarise
+        it rather than measure the subject again. ``None``: measure.
+        """
         ...
 
 

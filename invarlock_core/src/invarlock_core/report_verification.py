@@ -12,7 +12,9 @@
 5. the verdict, reasons, ratio, CI and validation flags, recomputed with
    :func:`invarlock_core.verdict.judge` from the per-window numbers and the recorded policy,
 6. the evidence floors of a profile (``profile=...``, default: the report's own),
-7. optionally (``check_models=True``) the checkpoint files still on disk against their digests.
+7. optionally (``check_models=True``) the checkpoint files still on disk against their digests,
+8. for a report read from a file, a probe sidecar it records (``probe.sha256``) that lies beside
+   it against that digest (an absent sidecar is not checked: the report stands on its own).
 
 A report hand-edited to say PASS fails step 4 and step 5. Exit codes: 0 verified, 1 failed,
 2 unreadable or invalid. Needs NumPy and jsonschema only, never torch.
@@ -27,7 +29,7 @@ from typing import Any
 
 import attrs
 
-from invarlock_core.canonical import file_sha256
+from invarlock_core.canonical import file_sha256, prefixed
 from invarlock_core.errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE, InputError
 from invarlock_core.policy import TIERS, load_profile
 from invarlock_core.report import (
@@ -213,14 +215,29 @@ def _models(report: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _sidecars(report: Mapping[str, Any], directory: Path) -> list[str]:
+    probe = report.get("probe")
+    if not isinstance(probe, Mapping) or probe.get("status") != "written":
+        return []
+    file = directory / str(probe["file"])
+    if file.is_file() and prefixed(file_sha256(file)) != probe["sha256"]:
+        return [f"probe sidecar {probe['file']} differs from the sha256 the report records"]
+    return []
+
+
 def verify_report(
     report: Mapping[str, Any],
     *,
     path: Path = Path(REPORT_FILENAME),
     profile: str | None = None,
     check_models: bool = False,
+    directory: Path | None = None,
 ) -> ReportVerification:
-    """Verify an already-parsed report (see the module docstring for the steps)."""
+    """Verify an already-parsed report (see the module docstring for the steps).
+
+    ``directory``: where the report's sidecars lie (:func:`verify_report_file` passes the report's
+    own directory); ``None`` skips the sidecar step.
+    """
     errors = schema_errors(report, SCHEMA_NAME)
     if errors:
         shown = "; ".join(errors[:3]) + (f" (+{len(errors) - 3} more)" if len(errors) > 3 else "")
@@ -233,6 +250,8 @@ def verify_report(
     steps.append(("profile", _floors(report, profile)))
     if check_models:
         steps.append(("models", _models(report)))
+    if directory is not None:
+        steps.append(("sidecars", _sidecars(report, directory)))
     checks = tuple(Check(name, not found, "; ".join(found)) for name, found in steps)
     problems = tuple(p for _, found in steps for p in found)
     return ReportVerification(
@@ -268,4 +287,6 @@ def verify_report_file(
         report = load_report(file)
     except InputError as exc:
         return ReportVerification(file, False, EXIT_USAGE, (Check("read", False, str(exc)),), (str(exc),))
-    return verify_report(report, path=file, profile=profile, check_models=check_models)
+    return verify_report(
+        report, path=file, profile=profile, check_models=check_models, directory=file.parent
+    )

@@ -3,64 +3,53 @@
 Compare-mode evaluation can keep ``validation.rmt_stable`` true or mute the variance guard's
 evidence; these probes run the RMT and variance measurements directly on the shared calibration
 windows of a baseline and a subject and return JSON-ready dicts that state what the delta policy
-and the VE calibration concluded. They are thin wrappers over the guards themselves.
+and the VE calibration concluded. The documents themselves are built by the guards'
+:meth:`~invarlock_core.guarding.ProbingGuard.probe` methods (``invarlock evaluate`` calls them
+with the chain's cached baseline state); this module owns their common header and offers the
+stand-alone entry points.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from invarlock_core.guarding import GuardContext, ModelUnderTest
-from invarlock_guards.rmt import RMTGuard
-from invarlock_guards.variance import VarianceGuard
+from invarlock_core.guarding import GuardContext, ModelUnderTest, ProbingGuard
 
-__all__ = ["PROBE_SCHEMA_VERSION", "rmt_probe", "ve_probe"]
+__all__ = ["PROBE_SCHEMA_VERSION", "probe_header", "rmt_probe", "ve_probe"]
 
 PROBE_SCHEMA_VERSION = 1
+
+
+def probe_header(kind: str, context: GuardContext) -> dict[str, Any]:
+    """The fields every probe document starts with: ``kind``, ``schema_version``, tier and seed."""
+    return {
+        "kind": kind,
+        "schema_version": PROBE_SCHEMA_VERSION,
+        "tier": context.tier,
+        "seed": context.seed,
+    }
+
+
+def _probe(
+    guard: ProbingGuard, baseline: ModelUnderTest, subject: ModelUnderTest, tier: str, seed: int
+) -> dict[str, Any]:
+    context = GuardContext(tier=tier, seed=seed)
+    return guard.probe(subject, guard.prepare(baseline, context), context)
 
 
 def rmt_probe(
     baseline: ModelUnderTest, subject: ModelUnderTest, *, tier: str = "balanced", seed: int = 0
 ) -> dict[str, Any]:
     """The RMT delta policy applied across the two models: families, bands and outliers."""
-    guard = RMTGuard()
-    context = GuardContext(tier=tier, seed=seed)
-    result = guard.validate(subject, guard.prepare(baseline, context), context)
-    return {
-        "kind": "rmt_probe",
-        "schema_version": PROBE_SCHEMA_VERSION,
-        "tier": tier,
-        "seed": seed,
-        "windows": result.metrics.get("windows", 0),
-        "families": result.metrics.get("families", {}),
-        "outliers": result.metrics.get("outliers", 0),
-        "delta_detected": any(
-            v.target.startswith("family:") or v.severity == "warn" for v in result.violations
-        ),
-        "rmt_stable": result.passed,
-        "thresholds": result.thresholds,
-        "top_modules": result.details.get("top_modules", []),
-    }
+    from invarlock_guards.rmt import RMTGuard
+
+    return _probe(RMTGuard(), baseline, subject, tier, seed)
 
 
 def ve_probe(
     baseline: ModelUnderTest, subject: ModelUnderTest, *, tier: str = "balanced", seed: int = 0
 ) -> dict[str, Any]:
     """Whether VE proposes scales for the subject and whether they improve the loss meaningfully."""
-    guard = VarianceGuard()
-    context = GuardContext(tier=tier, seed=seed)
-    result = guard.validate(subject, guard.prepare(baseline, context), context)
-    ab = result.metrics.get("ab", {})
-    return {
-        "kind": "ve_probe",
-        "schema_version": PROBE_SCHEMA_VERSION,
-        "tier": tier,
-        "seed": seed,
-        "windows": result.metrics.get("windows", 0),
-        "proposes_scales": bool(result.details.get("scales")),
-        "scales": result.details.get("scales", {}),
-        "ratios": result.details.get("ratios", {}),
-        "ab": ab,
-        "meaningful_improvement": bool(ab.get("improves")),
-        "thresholds": result.thresholds,
-    }
+    from invarlock_guards.variance import VarianceGuard
+
+    return _probe(VarianceGuard(), baseline, subject, tier, seed)

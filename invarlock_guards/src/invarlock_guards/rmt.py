@@ -17,7 +17,9 @@ import attrs
 
 from invarlock_core.errors import ConfigError
 from invarlock_core.guarding import GuardContext, GuardResult, ModelUnderTest, Violation
+from invarlock_core.report import jsonable
 from invarlock_guards.activation_probe import ActivationProbe, ModuleRatio, probe_activations
+from invarlock_guards.probes import probe_header
 from invarlock_guards.results import guard_result
 from invarlock_guards.settings_checks import check_families, check_range
 from invarlock_guards.tiers import guard_settings
@@ -173,3 +175,29 @@ class RMTGuard:
         return guard_result(
             self.name, violations, metrics=metrics, thresholds=thresholds, details=details
         )
+
+    def probe(
+        self,
+        subject: ModelUnderTest,
+        baseline_state: _RMTState,
+        context: GuardContext,
+        validated: GuardResult | None = None,
+    ) -> dict[str, Any]:
+        """The ``rmt_probe.json`` document: what the ε-band delta policy saw across the two models."""
+        result = self.validate(subject, baseline_state, context) if validated is None else validated
+        document: dict[str, Any] = jsonable(
+            {
+                **probe_header("rmt_probe", context),
+                "windows": result.metrics.get("windows", 0),
+                "families": result.metrics.get("families", {}),
+                "outliers": result.metrics.get("outliers", 0),
+                "delta_detected": any(
+                    v.target.startswith("family:") or v.severity == "warn"
+                    for v in result.violations
+                ),
+                "rmt_stable": result.passed,
+                "thresholds": result.thresholds,
+                "top_modules": result.details.get("top_modules", []),
+            }
+        )
+        return document

@@ -27,7 +27,9 @@ import numpy as np
 
 from invarlock_core.guarding import GuardContext, GuardResult, ModelUnderTest, Severity, Violation
 from invarlock_core.paired_metric import summarize_pair
+from invarlock_core.report import jsonable
 from invarlock_guards.activation_probe import ActivationProbe, probe_activations
+from invarlock_guards.probes import probe_header
 from invarlock_guards.results import guard_result
 from invarlock_guards.settings_checks import check_choice, check_range
 from invarlock_guards.tiers import guard_settings
@@ -211,3 +213,27 @@ class VarianceGuard:
         return guard_result(
             self.name, found, metrics=metrics, thresholds=thresholds, details=details
         )
+
+    def probe(
+        self,
+        subject: ModelUnderTest,
+        baseline_state: _VarianceState,
+        context: GuardContext,
+        validated: GuardResult | None = None,
+    ) -> dict[str, Any]:
+        """The ``ve_probe.json`` document: proposed scales and whether their A/B test helps."""
+        result = self.validate(subject, baseline_state, context) if validated is None else validated
+        ab = result.metrics.get("ab", {})
+        document: dict[str, Any] = jsonable(
+            {
+                **probe_header("ve_probe", context),
+                "windows": result.metrics.get("windows", 0),
+                "proposes_scales": bool(result.details.get("scales")),
+                "scales": result.details.get("scales", {}),
+                "ratios": result.details.get("ratios", {}),
+                "ab": ab,
+                "meaningful_improvement": bool(ab.get("improves")),
+                "thresholds": result.thresholds,
+            }
+        )
+        return document
