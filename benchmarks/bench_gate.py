@@ -134,13 +134,17 @@ class _Clock:
         self.cpu = time.process_time() - self.cpu
 
 
-def _median_ratios(pairs: list[tuple[_Clock, _Clock]]) -> tuple[float, float]:
-    wall = float(np.median([g.wall / p.wall for p, g in pairs])) - 1.0
+def _median_ratios(pairs: list[tuple[_Clock, _Clock]]) -> tuple[float, float, tuple[float, float]]:
+    """Median wall and CPU overheads over the pairs, and the wall overhead's interquartile range."""
+    walls = [g.wall / p.wall - 1.0 for p, g in pairs]
     cpu = float(np.median([g.cpu / p.cpu for p, g in pairs])) - 1.0
-    return wall, cpu
+    low, high = np.percentile(walls, [25, 75])
+    return float(np.median(walls)), cpu, (float(low), float(high))
 
 
-def gpt_overhead(c: GateControls, iters: int, pairs: int) -> tuple[float, float, float]:
+def gpt_overhead(
+    c: GateControls, iters: int, pairs: int
+) -> tuple[float, float, tuple[float, float], float]:
     """(wall overhead, CPU overhead, gate's own measured share) in the built-in GPT loop.
 
     Plain and gated runs alternate (the order flips every pair to cancel drifting load); the
@@ -170,12 +174,39 @@ def gpt_overhead(c: GateControls, iters: int, pairs: int) -> tuple[float, float,
                     share.append((session.gate_wall_s + sum(p.elapsed_s for p in probes)) / clock.wall)
                 clocks[gated] = clock
         results.append((clocks[False], clocks[True]))
-    wall, cpu = _median_ratios(results)
-    return wall, cpu, float(np.median(share))
+    wall, cpu, spread = _median_ratios(results)
+    return wall, cpu, spread, float(np.median(share))
 
 
-def hf_overhead(preset: str, steps: int, pairs: int) -> tuple[float, float]:
-    """(wall overhead, CPU overhead) of VeriscopeCallback on a HF Trainer run (median of pairs)."""
+def _timed_callback(cls: Any) -> Any:
+    """``cls`` that adds up the wall time spent in its Trainer events, its loss hook and its probe's
+    forward hook (``own_s``): the callback's own cost, measured directly."""
+
+    def timed(name: str) -> Any:
+        method = getattr(cls, name)
+
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                self.own_s += time.perf_counter() - start
+
+        return wrapper
+
+    def finalize(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.probe is not None:  # the probe is dropped by finalize: keep its hook time
+            self.own_s += self.probe.sketch_s
+        return cls.finalize(self, *args, **kwargs)
+
+    names = ("on_train_begin", "on_step_begin", "on_step_end", "on_train_end", "_capture_loss")
+    body: dict[str, Any] = {"own_s": 0.0, "finalize": finalize, **{n: timed(n) for n in names}}
+    return type("TimedVeriscopeCallback", (cls,), body)
+
+
+def hf_overhead(preset: str, steps: int, pairs: int) -> tuple[float, float, tuple[float, float], float]:
+    """(wall overhead, CPU overhead, wall IQR, callback's own measured share) of VeriscopeCallback
+    on a HF Trainer run: medians over pairs of runs with and without it."""
     import torch
     from transformers import Trainer, TrainingArguments
 
@@ -183,8 +214,10 @@ def hf_overhead(preset: str, steps: int, pairs: int) -> tuple[float, float]:
     from veriscope_gate.runners.hf import build_tiny_gpt2, char_dataset
 
     torch.set_num_threads(1)
+    timed_cls = _timed_callback(VeriscopeCallback)
     ds, vocab = char_dataset(64)
     results: list[tuple[_Clock, _Clock]] = []
+    share: list[float] = []
     for r in range(pairs):
         clocks: dict[bool, _Clock] = {}
         for with_gate in ((False, True) if r % 2 == 0 else (True, False)):
@@ -192,14 +225,17 @@ def hf_overhead(preset: str, steps: int, pairs: int) -> tuple[float, float]:
                 args = TrainingArguments(output_dir=tmp, max_steps=steps, per_device_train_batch_size=8,
                                          learning_rate=3e-3, report_to=[], use_cpu=True, disable_tqdm=True,
                                          logging_steps=10_000, save_strategy="no", seed=r)
-                callbacks: list[Any] = [VeriscopeCallback(f"{tmp}/gate", gate_preset=preset)] if with_gate else []
+                callback = timed_cls(f"{tmp}/gate", gate_preset=preset) if with_gate else None
                 trainer = Trainer(model=build_tiny_gpt2(vocab, seed=r), args=args, train_dataset=ds,
-                                  callbacks=callbacks)
+                                  callbacks=[callback] if callback is not None else [])
                 with _Clock() as clock:
                     trainer.train()
+                if callback is not None:
+                    share.append(callback.own_s / clock.wall)
                 clocks[with_gate] = clock
         results.append((clocks[False], clocks[True]))
-    return _median_ratios(results)
+    wall, cpu, spread = _median_ratios(results)
+    return wall, cpu, spread, float(np.median(share))
 
 
 def _show(delay: float | None) -> str:
@@ -213,14 +249,16 @@ def pct(x: float | None) -> str:
 def _overhead_section(full: bool) -> None:
     canonical = load_preset("tuned_v0")
     print("== 4. overhead at the tuned_v0 cadence (probe every 5 steps, check every 100): same training")
-    print("   with vs without the gate, alternating in this process, median of per-pair ratios")
-    iters = 1000 if full else 200
-    wall, cpu, share = gpt_overhead(canonical, iters, pairs=5 if full else 4)
-    print(f"built-in GPT loop, {iters} iters: wall-clock {pct(wall)}, CPU time {pct(cpu)}; "
-          f"gate's own measured share {pct(share)}")
-    steps = 400 if full else 100
-    wall, cpu = hf_overhead("tuned_v0", steps, pairs=4 if full else 3)
-    print(f"HF Trainer + VeriscopeCallback, {steps} steps: wall-clock {pct(wall)}, CPU time {pct(cpu)}")
+    print("   with vs without the gate, alternating in this process: median of per-pair ratios [IQR],")
+    print("   and the gate's own time measured inside it (the direct figure; the ratio also carries noise)")
+    iters = 1000 if full else 300
+    wall, cpu, (low, high), share = gpt_overhead(canonical, iters, pairs=7 if full else 5)
+    print(f"built-in GPT loop, {iters} iters: wall-clock {pct(wall)} [{pct(low)}, {pct(high)}], "
+          f"CPU time {pct(cpu)}; gate's own measured share {pct(share)}")
+    steps = 400 if full else 150
+    wall, cpu, (low, high), share = hf_overhead("tuned_v0", steps, pairs=5 if full else 4)
+    print(f"HF Trainer + VeriscopeCallback, {steps} steps: wall-clock {pct(wall)} [{pct(low)}, {pct(high)}], "
+          f"CPU time {pct(cpu)}; callback's own measured share {pct(share)}")
 
 
 def main() -> int:

@@ -123,6 +123,8 @@ class LayerProbe:
         self.armed = False
         self.elapsed_s = 0.0
         """Wall time spent sketching and collecting (the probe's share of the gate overhead)."""
+        self.sketch_s = 0.0
+        """The part of :attr:`elapsed_s` spent inside the forward hook (never reset)."""
         self._packed: torch.Tensor | None = None
         self._handle = module.register_forward_hook(self._hook)
 
@@ -133,7 +135,9 @@ class LayerProbe:
         hidden = output_tensor(output)
         if hidden is not None:
             self._packed = self.projector(hidden)
-        self.elapsed_s += time.perf_counter() - t
+        spent = time.perf_counter() - t
+        self.elapsed_s += spent
+        self.sketch_s += spent
 
     def arm(self) -> None:
         """Sketch the next forward pass of the module."""
