@@ -46,6 +46,7 @@ from invarlock_core.errors import (
 )
 from invarlock_core.guarding import (
     DEFAULT_GUARD_ORDER,
+    ForwardObserver,
     GuardChain,
     GuardContext,
     GuardResult,
@@ -413,12 +414,26 @@ def _scores(
 
 
 def _score(
-    model: Any, plan: WindowPlan, device: str, batch: int, role: str
+    model: Any,
+    plan: WindowPlan,
+    device: str,
+    batch: int,
+    role: str,
+    observers: Sequence[ForwardObserver] = (),
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Preview and final window NLLs; the guards' observers watch these passes, then finish."""
     from invarlock_core.scoring import score_windows
 
-    preview = score_windows(model, plan.preview_ids, device=device, batch=batch, label=f"{role} preview")
-    final = score_windows(model, plan.final_ids, device=device, batch=batch, label=f"{role} final")
+    try:
+        preview = score_windows(
+            model, plan.preview_ids, device=device, batch=batch, label=f"{role} preview", observers=observers
+        )
+        final = score_windows(
+            model, plan.final_ids, device=device, batch=batch, label=f"{role} final", observers=observers
+        )
+    finally:
+        for observer in observers:
+            observer.finish()
     return preview, final
 
 
@@ -560,23 +575,26 @@ def evaluate(request: EvaluationRequest, *, registries: Registries | None = None
             f"{profile.name} profile's floor of {profile.floors.tokens}"
         )
 
+    calibration = _calibration(plan, device)
+    baseline_mut = _under_test("baseline", baseline, calibration)
     mark = time.perf_counter()
     reused = _reused_baseline(request, baseline.digest, plan)
+    observers: list[ForwardObserver] = []
     if reused is None:
-        base_preview, base_final = _score(baseline.model, plan, device, settings.batch, "baseline")
+        observers = guards.chain.observers(baseline_mut, guards.contexts)
+        base_preview, base_final = _score(baseline.model, plan, device, settings.batch, "baseline", observers)
     else:
         base_preview, base_final = reused
-    timings["baseline"]["eval_s"] = time.perf_counter() - mark
+    observed = sum(observer.seconds for observer in observers)
+    timings["baseline"]["eval_s"] = time.perf_counter() - mark - observed
     timings["baseline"]["reused_report"] = reused is not None
     if not (np.all(np.isfinite(base_preview)) and np.all(np.isfinite(base_final))):
         raise InputError(
             f"the baseline {request.baseline} produces non-finite losses: it cannot serve as a reference"
         )
-    calibration = _calibration(plan, device)
-    baseline_mut = _under_test("baseline", baseline, calibration)
     mark = time.perf_counter()
     guards.prepare(baseline_mut)
-    timings["baseline"]["guards_prepare_s"] = time.perf_counter() - mark
+    timings["baseline"]["guards_prepare_s"] = time.perf_counter() - mark + observed
     baseline_info = _checkpoint_info(baseline)
     tokenizer = baseline.tokenizer
     baseline_model = weakref.ref(baseline.model)
@@ -593,13 +611,15 @@ def evaluate(request: EvaluationRequest, *, registries: Registries | None = None
     tokenizer_digest = check_tokenizers_match(tokenizer, subject.tokenizer)
     bad_names, bad_count = _nonfinite_tensors(subject.model)
 
-    mark = time.perf_counter()
-    subj_preview, subj_final = _score(subject.model, plan, device, settings.batch, "subject")
-    timings["subject"]["eval_s"] = time.perf_counter() - mark
     subject_mut = _under_test("subject", subject, calibration)
     mark = time.perf_counter()
+    observers = guards.chain.observers(subject_mut, guards.contexts)
+    subj_preview, subj_final = _score(subject.model, plan, device, settings.batch, "subject", observers)
+    observed = sum(observer.seconds for observer in observers)
+    timings["subject"]["eval_s"] = time.perf_counter() - mark - observed
+    mark = time.perf_counter()
     guard_results = guards.validate(baseline_mut, subject_mut)
-    timings["subject"]["guards_validate_s"] = time.perf_counter() - mark
+    timings["subject"]["guards_validate_s"] = time.perf_counter() - mark + observed
     mark = time.perf_counter()
     probe = _probe(request.out, edit_metadata, guards, baseline_mut, subject_mut, guard_results)
     timings["probe_s"] = time.perf_counter() - mark

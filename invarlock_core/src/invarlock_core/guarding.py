@@ -8,6 +8,11 @@ subjects against one baseline measures the baseline once per guard and configura
 A guard may also be a :class:`ProbingGuard`: it can summarise one subject-versus-baseline
 measurement as a JSON probe document, which ``invarlock evaluate`` writes as a sidecar beside the
 report when the subject's edit metadata asks for it (``detection.probe``).
+
+A guard may also be an :class:`ObservingGuard`: instead of running its own forward pass over the
+calibration windows it hands the evaluation a :class:`ForwardObserver`, which sees the forward
+passes the evaluation runs anyway to score its windows (the calibration windows are the first of
+them), so activation statistics cost no extra pass.
 """
 
 from __future__ import annotations
@@ -25,11 +30,13 @@ from invarlock_core.registry import Registry
 
 __all__ = [
     "DEFAULT_GUARD_ORDER",
+    "ForwardObserver",
     "Guard",
     "GuardChain",
     "GuardContext",
     "GuardResult",
     "ModelUnderTest",
+    "ObservingGuard",
     "ProbingGuard",
     "Severity",
     "Violation",
@@ -141,6 +148,39 @@ class ProbingGuard(Guard, Protocol):
         ...
 
 
+class ForwardObserver(Protocol):
+    """Sees the forward passes an evaluation runs to score its windows, batch by batch.
+
+    The caller invokes :meth:`begin_batch` before and :meth:`end_batch` after every scoring batch
+    of one model, in order, and :meth:`finish` once when scoring is over (also after an error).
+    An observer watches only the batches it recognises (its calibration windows) and must leave
+    the model as it found it after :meth:`finish`. If the batches never match what it needs, it
+    records nothing and its guard measures on its own, as without an observer.
+    """
+
+    seconds: float
+    """Wall time spent measuring so far (reported with the guard timings, not the scoring's)."""
+
+    def begin_batch(self, input_ids: Any) -> None: ...
+
+    def end_batch(self, input_ids: Any, window_nll: Sequence[float]) -> None:
+        """``window_nll``: the batch's per-window mean next-token NLL, as the evaluation scored it."""
+        ...
+
+    def finish(self) -> None: ...
+
+
+@runtime_checkable
+class ObservingGuard(Guard, Protocol):
+    """Optional capability: a guard that can measure from the evaluation's own forward passes."""
+
+    def observer(self, model: ModelUnderTest, context: GuardContext) -> ForwardObserver | None:
+        """An observer that will produce this guard's measurement of ``model`` from the caller's
+        scoring passes, or ``None`` (already measured, or nothing to observe). Guards sharing a
+        measurement may return the same observer object; the caller uses it once."""
+        ...
+
+
 class GuardChain:
     """Runs guards in order, caching baseline states across subjects."""
 
@@ -166,6 +206,25 @@ class GuardChain:
             self._states[key] = self.registry.get(name).prepare(baseline, context)
             self.prepare_calls += 1
         return self._states[key]
+
+    def observers(
+        self, model: ModelUnderTest, contexts: Mapping[str, GuardContext]
+    ) -> list[ForwardObserver]:
+        """The distinct observers of the chain's observing guards for ``model``.
+
+        For a baseline, guards whose state is already cached are skipped: they will not measure it.
+        """
+        found: list[ForwardObserver] = []
+        for name in self.order:
+            guard = self.registry.get(name)
+            context = contexts.get(name, GuardContext())
+            cached = (name, model.digest, self._context_key(context)) in self._states
+            if (model.role == "baseline" and cached) or not isinstance(guard, ObservingGuard):
+                continue
+            observer = guard.observer(model, context)
+            if observer is not None and all(observer is not known for known in found):
+                found.append(observer)
+        return found
 
     def run(
         self,

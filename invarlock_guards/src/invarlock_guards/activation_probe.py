@@ -18,8 +18,9 @@ pass (the subject is never modified; the hooks are removed afterwards).
 from __future__ import annotations
 
 import math
+import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -27,12 +28,21 @@ import attrs
 from invarlock_core.families import classify, layer_index
 from invarlock_core.guarding import ModelUnderTest
 from invarlock_core.optional_deps import require
-from invarlock_guards.spectral_norm import KrylovSettings, top_singular_values
+from invarlock_core.scoring import window_nll
+from invarlock_guards.spectral_norm import KrylovSettings, top_eigenvalues, top_singular_values
 
-__all__ = ["ActivationProbe", "ModuleRatio", "branch_taps", "probe_activations", "rmt_modules"]
+__all__ = [
+    "ActivationObserver",
+    "ActivationProbe",
+    "ModuleRatio",
+    "branch_taps",
+    "observe_activations",
+    "probe_activations",
+    "rmt_modules",
+]
 
 _SKIP_FAMILIES = ("embed", "norm")
-_RMT_KRYLOV = KrylovSettings(tolerance=1e-3, max_iterations=32, block_size=16)
+_RMT_KRYLOV = KrylovSettings(tolerance=1e-3, max_iterations=32, block_size=8)
 _BATCH = 8  # windows per forward pass; RMT ratios are measured per batch
 
 
@@ -102,15 +112,39 @@ def _first_tensor(output: Any, torch: Any) -> Any:
     return None
 
 
-def _standardised_ratio(activation: Any, key: str, seed: int, torch: Any) -> tuple[float, int, int]:
+def _column_scales(variance: Any, torch: Any) -> Any:
+    """``1/std`` per column; constant columns get 0 (they carry no direction). Batched over the
+    leading dimensions."""
+    std = variance.clamp_min(0.0).sqrt()
+    live = std > 1e-12 * std.amax(dim=-1, keepdim=True).clamp_min(1e-30)
+    return torch.where(live, 1.0 / std.clamp_min(1e-30), torch.zeros_like(std))
+
+
+def _record_ratio(recorder: _Recorder, name: str, activation: Any, torch: Any) -> None:
+    """Measure (or queue) ``σ_max(Â)`` of one module output ``Â`` (standardised columns).
+
+    Narrow outputs are reduced to the centred Gram matrix ``CᵀC`` (``features²`` floats; its
+    diagonal holds the column variances, and a non-finite activation shows up there as NaN); after
+    the pass every queued Gram is standardised and solved, stacked by size. Wide outputs are
+    standardised and solved here by Krylov iteration on ``Â``. No activation outlives its hook.
+    """
     matrix = activation.detach().reshape(-1, activation.shape[-1]).float()
     rows, cols = matrix.shape
     centred = matrix - matrix.mean(dim=0, keepdim=True)
-    std = centred.pow(2).mean(dim=0).sqrt()
-    live = std > 1e-12 * std.max().clamp_min(1e-30)
-    scaled = torch.where(live, centred / std.clamp_min(1e-30), torch.zeros_like(centred))
-    sigma = top_singular_values([scaled], [key], seed=seed, settings=_RMT_KRYLOV)[0]
-    return sigma / (math.sqrt(rows) + math.sqrt(cols)), rows, cols
+    if cols <= min(rows, _RMT_KRYLOV.gram_below):
+        recorder.grams.append((name, centred.mT @ centred, rows, cols))
+        return
+    if not bool(torch.isfinite(centred).all()):
+        recorder.nonfinite.add(name)
+        return
+    scaled = centred * _column_scales(centred.pow(2).mean(dim=0), torch)
+    sigma = top_singular_values([scaled], [name], seed=recorder.seed, settings=_RMT_KRYLOV)[0]
+    recorder.ratios.setdefault(name, []).append((_edge_ratio(sigma, rows, cols), rows, cols))
+
+
+def _edge_ratio(sigma: float, rows: int, cols: int) -> float:
+    """``σ`` over the Marchenko–Pastur bulk edge ``√rows + √cols`` of a pure-noise matrix."""
+    return sigma / (math.sqrt(rows) + math.sqrt(cols))
 
 
 @attrs.define
@@ -118,8 +152,58 @@ class _Recorder:
     seed: int
     batch_rows: int = 0
     ratios: dict[str, list[tuple[float, int, int]]] = attrs.field(factory=dict)
+    grams: list[tuple[str, Any, int, int]] = attrs.field(factory=list)
     energy: dict[str, list[float]] = attrs.field(factory=dict)
     nonfinite: set[str] = attrs.field(factory=set)
+    seconds: float = 0.0
+    """Wall time spent inside the hooks and solving the queued Grams."""
+    active: bool = False
+    """Between ``begin_batch`` and ``end_batch``: hooks ignore any other forward pass."""
+
+    def solve_grams(self) -> None:
+        """Turn the queued Gram matrices into ratios: one stacked eigen-solve per Gram size."""
+        if not self.grams:
+            return
+        start = time.perf_counter()
+        torch = require("torch", purpose="activation probes")
+        by_shape: dict[tuple[int, str], list[int]] = {}
+        for index, (_name, gram, _rows, _cols) in enumerate(self.grams):
+            by_shape.setdefault((int(gram.shape[0]), str(gram.device)), []).append(index)
+        standardised: list[Any] = [None] * len(self.grams)
+        for members in by_shape.values():
+            stack = torch.stack([self.grams[i][1] for i in members])
+            rows = torch.tensor([float(self.grams[i][2]) for i in members], device=stack.device)
+            variance = stack.diagonal(dim1=-2, dim2=-1) / rows[:, None]
+            scales = _column_scales(variance, torch)
+            stack = stack * scales[:, :, None] * scales[:, None, :]
+            for position, index in enumerate(members):
+                standardised[index] = stack[position]
+        names = [name for name, _g, _r, _c in self.grams]
+        values = top_eigenvalues(standardised, names, seed=self.seed, settings=_RMT_KRYLOV)
+        for (name, _gram, rows, cols), value in zip(self.grams, values):
+            if math.isnan(value):
+                self.nonfinite.add(name)
+                continue
+            self.ratios.setdefault(name, []).append(
+                (_edge_ratio(math.sqrt(value), rows, cols), rows, cols)
+            )
+        self.grams.clear()
+        self.seconds += time.perf_counter() - start
+
+
+def _timed(recorder: _Recorder, hook: Any) -> Any:
+    """``hook`` with its wall time added to ``recorder.seconds``."""
+
+    def timed(module: Any, inputs: Any, output: Any) -> Any:
+        if not recorder.active:
+            return None
+        start = time.perf_counter()
+        try:
+            return hook(module, inputs, output)
+        finally:
+            recorder.seconds += time.perf_counter() - start
+
+    return timed
 
 
 def _rmt_hook(recorder: _Recorder, name: str, torch: Any) -> Any:
@@ -127,14 +211,9 @@ def _rmt_hook(recorder: _Recorder, name: str, torch: Any) -> Any:
         tensor = _first_tensor(output, torch)
         if tensor is None or not tensor.is_floating_point():
             return
-        if not bool(torch.isfinite(tensor).all()):
-            recorder.nonfinite.add(name)
-            return
-        recorder.ratios.setdefault(name, []).append(
-            _standardised_ratio(tensor, name, recorder.seed, torch)
-        )
+        _record_ratio(recorder, name, tensor, torch)
 
-    return hook
+    return _timed(recorder, hook)
 
 
 def _branch_hook(recorder: _Recorder, name: str, scale: float | None, torch: Any) -> Any:
@@ -153,7 +232,7 @@ def _branch_hook(recorder: _Recorder, name: str, scale: float | None, torch: Any
         recorder.energy.setdefault(name, []).extend(per_window.cpu().tolist())
         return output if scale is not None else None
 
-    return hook
+    return _timed(recorder, hook)
 
 
 def _batches(calibration: Any, device: Any, torch: Any) -> list[Any]:
@@ -180,64 +259,199 @@ def _is_causal_lm(model: Any) -> bool:
         return False
 
 
+class _Pass:
+    """The hooks of one pass over the calibration windows of one model, and what they recorded."""
+
+    def __init__(
+        self, model: Any, *, seed: int, scales: Mapping[str, float] | None, want_rmt: bool
+    ) -> None:
+        torch = require("torch", purpose="activation probes")
+        self.recorder = _Recorder(seed=seed)
+        self.causal = _is_causal_lm(model)
+        self.nll: list[float] = []
+        self.tokens: list[int] = []
+        self.windows = 0
+        self._handles = []
+        if want_rmt:
+            for name, module in rmt_modules(model).items():
+                self._handles.append(
+                    module.register_forward_hook(_rmt_hook(self.recorder, name, torch))
+                )
+        for name, module in branch_taps(model).items():
+            scale = None if scales is None else scales.get(name)
+            self._handles.append(
+                module.register_forward_hook(_branch_hook(self.recorder, name, scale, torch))
+            )
+
+    def begin_batch(self, ids: Any) -> None:
+        self.recorder.batch_rows = int(ids.shape[0])
+        self.recorder.active = True
+        self.windows += int(ids.shape[0])
+
+    def end_batch(self, ids: Any, window_nll: Sequence[float] | None) -> None:
+        """Record the batch's per-window mean next-token NLL (causal LMs only)."""
+        self.recorder.active = False
+        if self.causal and window_nll is not None and ids.shape[1] > 1:
+            self.nll.extend(float(v) for v in window_nll)
+            self.tokens.extend([int(ids.shape[1]) - 1] * int(ids.shape[0]))
+
+    def close(self) -> None:
+        """Remove the hooks (idempotent)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def result(self) -> ActivationProbe:
+        recorder = self.recorder
+        recorder.solve_grams()
+        rmt = {}
+        for name, values in recorder.ratios.items():
+            total = sum(rows for _r, rows, _c in values)
+            rmt[name] = ModuleRatio(
+                family=classify(name),
+                ratio=sum(r * rows for r, rows, _c in values) / total,
+                tokens=total,
+                features=values[0][2],
+            )
+        usable_nll = bool(self.nll) and all(math.isfinite(v) for v in self.nll)
+        return ActivationProbe(
+            rmt=rmt,
+            branch_energy={name: tuple(v) for name, v in recorder.energy.items()},
+            window_nll=tuple(self.nll) if usable_nll else None,
+            window_tokens=tuple(self.tokens) if usable_nll else None,
+            nonfinite_outputs=tuple(sorted(recorder.nonfinite)),
+            windows=self.windows,
+        )
+
+
+def _window_nll(logits: Any, ids: Any) -> list[float] | None:
+    """Per-window mean next-token NLL exactly as the evaluation scores it (``None`` without
+    logits or with 1-token windows)."""
+    if logits is None or ids.shape[1] < 2:
+        return None
+    values: list[float] = window_nll(logits, ids).double().cpu().tolist()
+    return values
+
+
 def _run(
     mut: ModelUnderTest, *, seed: int, scales: Mapping[str, float] | None, want_rmt: bool
 ) -> ActivationProbe:
     torch = require("torch", purpose="activation probes")
     model = mut.model
-    recorder = _Recorder(seed=seed)
-    handles = []
-    if want_rmt:
-        for name, module in rmt_modules(model).items():
-            handles.append(module.register_forward_hook(_rmt_hook(recorder, name, torch)))
-    for name, module in branch_taps(model).items():
-        scale = None if scales is None else scales.get(name)
-        handles.append(module.register_forward_hook(_branch_hook(recorder, name, scale, torch)))
-    causal = _is_causal_lm(model)
-    nll: list[float] = []
-    tokens: list[int] = []
+    run = _Pass(model, seed=seed, scales=scales, want_rmt=want_rmt)
     device = next(model.parameters()).device
-    windows = 0
     try:
         with torch.no_grad():
             for ids in _batches(mut.calibration, device, torch):
-                recorder.batch_rows = int(ids.shape[0])
-                windows += int(ids.shape[0])
-                output = model(input_ids=ids)
-                logits = getattr(output, "logits", None)
-                if causal and logits is not None and ids.shape[1] > 1:
-                    per_token = torch.nn.functional.cross_entropy(
-                        logits[:, :-1].float().transpose(1, 2), ids[:, 1:], reduction="none"
-                    )
-                    nll.extend(per_token.mean(dim=1).cpu().tolist())
-                    tokens.extend([int(ids.shape[1]) - 1] * int(ids.shape[0]))
+                run.begin_batch(ids)
+                if run.causal:
+                    output = model(input_ids=ids, use_cache=False)
+                    nll = _window_nll(getattr(output, "logits", None), ids)
+                else:
+                    model(input_ids=ids)
+                    nll = None
+                run.end_batch(ids, nll)
     finally:
-        for handle in handles:
-            handle.remove()
-    families = {name: classify(name) for name in recorder.ratios}
-    rmt = {}
-    for name, values in recorder.ratios.items():
-        total = sum(rows for _r, rows, _c in values)
-        rmt[name] = ModuleRatio(
-            family=families[name],
-            ratio=sum(r * rows for r, rows, _c in values) / total,
-            tokens=total,
-            features=values[0][2],
+        run.close()
+    return run.result()
+
+
+class ActivationObserver:
+    """The probe of one model, taken from the evaluation's own forward passes (no extra pass).
+
+    ``invarlock evaluate`` scores the calibration windows anyway (they are its first preview
+    windows). It calls :meth:`begin_batch` before and :meth:`end_batch` after every scoring batch
+    and :meth:`finish` at the end. The observer hooks the model until it has seen batches equal to
+    the probe's own calibration batches, in order; then it removes its hooks and caches the probe,
+    so the RMT and variance guards find it ready. Any other batching (a different ``--batch``, a
+    reordered plan) makes it step aside, and the guards run their own pass as before.
+    """
+
+    seconds: float
+    """Wall time spent measuring (hooks and the final solves)."""
+
+    def __init__(self, mut: ModelUnderTest, *, seed: int) -> None:
+        torch = require("torch", purpose="activation probes")
+        self._torch = torch
+        self._mut = weakref.ref(mut)
+        self._seed = seed
+        device = next(mut.model.parameters()).device
+        self._expected = _batches(mut.calibration, device, torch)
+        self._seen = 0
+        self.seconds = 0.0
+        self.finished = False
+        self._pass: _Pass | None = (
+            _Pass(mut.model, seed=seed, scales=None, want_rmt=True) if self._expected else None
         )
-    usable_nll = bool(nll) and all(math.isfinite(v) for v in nll)
-    return ActivationProbe(
-        rmt=rmt,
-        branch_energy={name: tuple(v) for name, v in recorder.energy.items()},
-        window_nll=tuple(nll) if usable_nll else None,
-        window_tokens=tuple(tokens) if usable_nll else None,
-        nonfinite_outputs=tuple(sorted(recorder.nonfinite)),
-        windows=windows,
-    )
+
+    @property
+    def active(self) -> bool:
+        """Whether the hooks are still installed (calibration batches still to come)."""
+        return self._pass is not None and self._seen < len(self._expected)
+
+    def _abandon(self) -> None:
+        if self._pass is not None:
+            self._pass.close()
+            self.seconds = self._pass.recorder.seconds
+            self._pass = None
+
+    def begin_batch(self, input_ids: Any) -> None:
+        if not self.active:
+            return
+        assert self._pass is not None
+        expected = self._expected[self._seen]
+        if input_ids.shape != expected.shape or not self._torch.equal(
+            input_ids, expected.to(input_ids.device)
+        ):
+            self._abandon()
+            return
+        self._pass.begin_batch(input_ids)
+
+    def end_batch(self, input_ids: Any, window_nll: Sequence[float] | None) -> None:
+        if not self.active:
+            return
+        assert self._pass is not None
+        self._pass.end_batch(input_ids, window_nll)
+        self._seen += 1
+        if self._seen == len(self._expected):
+            self._pass.close()
+
+    def finish(self) -> None:
+        """Remove any hooks left; cache the probe if every calibration batch was observed."""
+        run, self._pass = self._pass, None
+        self.finished = True
+        if run is None:
+            return
+        run.close()
+        mut = self._mut()
+        if mut is not None and self._seen == len(self._expected):
+            _CACHE.setdefault(mut, {})[self._seed] = run.result()
+        self.seconds = run.recorder.seconds
 
 
 _CACHE: weakref.WeakKeyDictionary[ModelUnderTest, dict[int, ActivationProbe]] = (
     weakref.WeakKeyDictionary()
 )
+
+
+_OBSERVERS: weakref.WeakKeyDictionary[ModelUnderTest, dict[int, ActivationObserver]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def observe_activations(mut: ModelUnderTest, *, seed: int) -> ActivationObserver | None:
+    """The observer that fills the probe cache of ``mut`` from the caller's forward passes.
+
+    ``None`` when the probe is already cached; the same observer for every caller until it has
+    finished (the RMT and variance guards share one).
+    """
+    if seed in _CACHE.get(mut, {}):
+        return None
+    per_model = _OBSERVERS.setdefault(mut, {})
+    observer = per_model.get(seed)
+    if observer is None or observer.finished:
+        observer = per_model[seed] = ActivationObserver(mut, seed=seed)
+    return observer
 
 
 def probe_activations(

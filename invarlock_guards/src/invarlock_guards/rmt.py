@@ -18,7 +18,13 @@ import attrs
 from invarlock_core.errors import ConfigError
 from invarlock_core.guarding import GuardContext, GuardResult, ModelUnderTest, Violation
 from invarlock_core.report import jsonable
-from invarlock_guards.activation_probe import ActivationProbe, ModuleRatio, probe_activations
+from invarlock_guards.activation_probe import (
+    ActivationObserver,
+    ActivationProbe,
+    ModuleRatio,
+    observe_activations,
+    probe_activations,
+)
 from invarlock_guards.probes import probe_header
 from invarlock_guards.results import guard_result
 from invarlock_guards.settings_checks import check_families, check_range
@@ -143,6 +149,10 @@ class RMTGuard:
     summary = (
         "activation σ_max over the Marchenko–Pastur edge vs the baseline, per family (ε bands)"
     )
+
+    def observer(self, model: ModelUnderTest, context: GuardContext) -> ActivationObserver | None:
+        """Take the activation probe from the evaluation's own scoring passes (no extra pass)."""
+        return observe_activations(model, seed=context.seed)
 
     def prepare(self, baseline: ModelUnderTest, context: GuardContext) -> _RMTState:
         settings = RMTSettings.from_table(guard_settings(self.name, context.tier, context.options))

@@ -28,7 +28,12 @@ import numpy as np
 from invarlock_core.guarding import GuardContext, GuardResult, ModelUnderTest, Severity, Violation
 from invarlock_core.paired_metric import summarize_pair
 from invarlock_core.report import jsonable
-from invarlock_guards.activation_probe import ActivationProbe, probe_activations
+from invarlock_guards.activation_probe import (
+    ActivationObserver,
+    ActivationProbe,
+    observe_activations,
+    probe_activations,
+)
 from invarlock_guards.probes import probe_header
 from invarlock_guards.results import guard_result
 from invarlock_guards.settings_checks import check_choice, check_range
@@ -139,6 +144,10 @@ class VarianceGuard:
 
     name = "variance"
     summary = "FFN branch output variance vs the baseline (DD-VE scales with a paired A/B test)"
+
+    def observer(self, model: ModelUnderTest, context: GuardContext) -> ActivationObserver | None:
+        """Take the activation probe from the evaluation's own scoring passes (no extra pass)."""
+        return observe_activations(model, seed=context.seed)
 
     def prepare(self, baseline: ModelUnderTest, context: GuardContext) -> _VarianceState:
         settings = VarianceSettings.from_table(

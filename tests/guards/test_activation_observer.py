@@ -1,0 +1,163 @@
+"""The RMT and variance guards take their activation probe from the evaluation's own scoring pass.
+
+``invarlock evaluate`` scores the calibration windows anyway (they are its first preview
+windows); the guards' :class:`~invarlock_guards.activation_probe.ActivationObserver` hooks that pass
+instead of running a second one. Its measurement must equal the stand-alone probe's, it must step
+aside (and the guards measure themselves) when the scoring batches do not match, and it must
+leave no hook behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import invarlock_guards.activation_probe as activation_probe
+from invarlock_core.evaluation import EvaluationOutcome, EvaluationRequest, evaluate
+from invarlock_core.guarding import GuardChain, GuardContext, ModelUnderTest
+from invarlock_core.models import load_model
+from invarlock_core.plugins import Registries, get_registries
+
+pytestmark = pytest.mark.slow
+
+QUICK: dict[str, Any] = {"device": "cpu", "seq_len": 64, "preview_windows": 8, "final_windows": 8}
+
+
+@pytest.fixture(scope="module")
+def registries() -> Registries:
+    return get_registries()
+
+
+@pytest.fixture
+def own_passes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Records every pass the guards run themselves (``True`` for a scaled A/B pass)."""
+    calls: list[bool] = []
+    original = activation_probe._run
+
+    def counting(mut: ModelUnderTest, **kwargs: Any) -> Any:
+        calls.append(kwargs.get("scales") is not None)
+        return original(mut, **kwargs)
+
+    monkeypatch.setattr(activation_probe, "_run", counting)
+    return calls
+
+
+def _evaluate(registries: Registries, baseline: Path, out: Path, **extra: Any) -> EvaluationOutcome:
+    request = EvaluationRequest(
+        baseline=baseline, edit="gaussian_noise", out=out, **{**QUICK, **extra}
+    )
+    return evaluate(request, registries=registries)
+
+
+def _guard(outcome: EvaluationOutcome, name: str) -> dict[str, Any]:
+    (result,) = [g for g in outcome.report["guards"] if g["name"] == name]
+    return dict(result)
+
+
+def test_observed_probe_equals_the_guards_own_pass(
+    registries: Registries,
+    tiny_model_dir: Callable[[str], Path],
+    tmp_path: Path,
+    own_passes: list[bool],
+) -> None:
+    baseline = tiny_model_dir("gpt2")
+    observed = _evaluate(registries, baseline, tmp_path / "observed")
+    assert [scaled for scaled in own_passes if not scaled] == []  # both probes came from scoring
+    # Scoring batches of 4 never match the probe's batch of 8 calibration windows: the observer
+    # steps aside and the guards run their own passes, one per model.
+    own_passes.clear()
+    measured = _evaluate(registries, baseline, tmp_path / "measured", batch_size=4)
+    assert [scaled for scaled in own_passes if not scaled] == [False, False]
+    for name in ("rmt", "variance"):
+        a, b = _guard(observed, name), _guard(measured, name)
+        assert a["passed"] == b["passed"]
+        assert _close(a, b)
+    rmt_a = {row["module"]: row for row in _guard(observed, "rmt")["details"]["top_modules"]}
+    rmt_b = {row["module"]: row for row in _guard(measured, "rmt")["details"]["top_modules"]}
+    assert rmt_a.keys() == rmt_b.keys()
+    for module, row in rmt_a.items():
+        assert row["baseline"] == pytest.approx(rmt_b[module]["baseline"], rel=1e-5)
+        assert row["subject"] == pytest.approx(rmt_b[module]["subject"], rel=1e-5)
+    # The observers' time is reported with the guards, not with the scoring.
+    timings = observed.report["timings"]
+    assert timings["baseline"]["guards_prepare_s"] > 0.0
+    assert timings["subject"]["guards_validate_s"] > 0.0
+
+
+def _close(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Nested metrics equal up to float noise (family tables hold floats and ints)."""
+
+    def flat(value: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for key, item in value.items():
+                out.update(flat(item, f"{prefix}.{key}"))
+            return out
+        return {prefix: value}
+
+    fa, fb = flat(a["metrics"]), flat(b["metrics"])
+    return fa.keys() == fb.keys() and all(
+        fa[k] == pytest.approx(fb[k], rel=1e-5) if isinstance(fa[k], float) else fa[k] == fb[k]
+        for k in fa
+    )
+
+
+def _hook_count(model: Any) -> int:
+    return sum(len(module._forward_hooks) for module in model.modules())
+
+
+def test_observer_removes_its_hooks_and_steps_aside_on_foreign_batches(
+    registries: Registries, tiny_model_dir: Callable[[str], Path]
+) -> None:
+    loaded = load_model(tiny_model_dir("llama"), device="cpu")
+    generator = torch.Generator().manual_seed(0)
+    calibration = [torch.randint(0, 200, (1, 32), generator=generator) for _ in range(8)]
+    mut = ModelUnderTest("subject", loaded.model, loaded.path, loaded.digest, calibration)
+    chain = GuardChain(registries.guards, ("rmt", "variance"))
+    (observer,) = chain.observers(mut, {})  # the RMT and variance guards share one observer
+    assert _hook_count(loaded.model) > 0
+    foreign = torch.randint(0, 200, (8, 32), generator=generator)
+    with torch.no_grad():
+        observer.begin_batch(foreign)  # not the calibration batch: the observer steps aside
+        loaded.model(input_ids=foreign)
+    observer.end_batch(foreign, [0.0] * 8)
+    assert _hook_count(loaded.model) == 0
+    observer.finish()
+    assert 0 not in activation_probe._CACHE.get(mut, {})  # nothing cached: guards measure alone
+
+    mut2 = ModelUnderTest("subject", loaded.model, loaded.path, loaded.digest, calibration)
+    (observer,) = chain.observers(mut2, {})
+    batch = torch.cat(calibration)
+    with torch.no_grad():
+        observer.begin_batch(batch)
+        loaded.model(input_ids=batch)
+    observer.end_batch(batch, [1.0] * 8)
+    assert _hook_count(loaded.model) == 0  # removed as soon as the last calibration batch ended
+    observer.finish()
+    probe = activation_probe._CACHE[mut2][0]
+    assert probe.windows == 8
+    assert probe.window_nll == (1.0,) * 8
+    assert chain.observers(mut2, {}) == []  # already measured: no second observer
+    reference = activation_probe._run(mut2, seed=0, scales=None, want_rmt=True)
+    for name, ratio in reference.rmt.items():
+        assert probe.rmt[name].ratio == pytest.approx(ratio.ratio, rel=1e-5)
+
+
+def test_cached_baseline_states_ask_for_no_observer(
+    registries: Registries, tiny_model_dir: Callable[[str], Path]
+) -> None:
+    loaded = load_model(tiny_model_dir("gpt2"), device="cpu")
+    calibration = [torch.zeros(1, 16, dtype=torch.long)]
+    baseline = ModelUnderTest("baseline", loaded.model, loaded.path, loaded.digest, calibration)
+    chain = GuardChain(registries.guards, ("invariants", "rmt"))
+    contexts = {"rmt": GuardContext()}
+    (observer,) = chain.observers(baseline, contexts)
+    chain.baseline_state("rmt", baseline, contexts["rmt"])  # its own pass: the observer ignores it
+    observer.finish()
+    assert _hook_count(loaded.model) == 0
+    again = ModelUnderTest("baseline", loaded.model, loaded.path, loaded.digest, calibration)
+    assert chain.observers(again, contexts) == []  # same digest and context: state is cached
