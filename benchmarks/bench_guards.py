@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import tempfile
 import time
 from functools import partial
@@ -120,7 +121,8 @@ def _wider_gpt2(root: Path) -> Path:
     return out
 
 
-def bench_chain_fraction(archs: list[str], device: str) -> None:
+def bench_chain_fraction(archs: list[str], device: str, runs_per_arch: int = 5) -> None:
+    """Median guard shares over ``runs_per_arch`` evaluations per architecture (after a warm-up)."""
     from invarlock_core.evaluation import EvaluationRequest, evaluate
     from invarlock_core.plugins import get_registries
     from invarlock_core.testing import tiny_model
@@ -141,8 +143,9 @@ def bench_chain_fraction(archs: list[str], device: str) -> None:
                 registries.edits.get("gaussian_noise").apply(
                     EditSpec.parse("gaussian_noise"), baseline=path, out=subject, seed=0
                 )
+            runs = 1 if arch == "gpt2-wide" else runs_per_arch
             rows = []
-            for run in range(2):  # the first run warms caches and imports
+            for run in range(1 + runs):  # the first run warms caches and imports
                 outcome = evaluate(
                     EvaluationRequest(
                         baseline=path,
@@ -152,22 +155,31 @@ def bench_chain_fraction(archs: list[str], device: str) -> None:
                     ),
                     registries=registries,
                 )
-                rows.append(outcome.report["timings"])
-            timings = rows[-1]
-            prepare = timings["baseline"]["guards_prepare_s"]
-            validate = timings["subject"]["guards_validate_s"]
-            scoring = timings["baseline"]["eval_s"] + timings["subject"]["eval_s"]
+                timings = outcome.report["timings"]
+                if run == 0:
+                    continue
+                guards = timings["baseline"]["guards_prepare_s"] + timings["subject"]["guards_validate_s"]
+                scoring = timings["baseline"]["eval_s"] + timings["subject"]["eval_s"]
+                rows.append(
+                    (
+                        guards / timings["total_s"],
+                        guards / scoring,
+                        timings["subject"]["guards_validate_s"] / timings["subject"]["eval_s"],
+                        guards,
+                        timings["total_s"],
+                    )
+                )
+            wall, paired, extra, guards, total = (float(statistics.median(c)) for c in zip(*rows))
+            walls = [row[0] for row in rows]
             per_guard = {g["name"]: round(g["seconds"], 3) for g in outcome.report["guards"]}
-            total = timings["total_s"]
             print(
-                f"  {arch:9s} guards {prepare + validate:6.3f}s / evaluate wall time {total:6.3f}s = "
-                f"{(prepare + validate) / total:6.1%} (load, windows, scoring, guards, report)"
+                f"  {arch:9s} guards {guards:6.3f}s / evaluate wall time {total:6.3f}s = {wall:6.1%} "
+                f"[{min(walls):.1%}..{max(walls):.1%} over {len(rows)} runs] (load, windows, "
+                "scoring, guards, report)"
             )
             print(
-                f"  {arch:9s} guards {prepare + validate:6.3f}s / paired scoring {scoring:6.3f}s = "
-                f"{(prepare + validate) / scoring:6.1%};  per extra subject (validate only, baseline "
-                f"state cached) {validate:6.3f}s / subject scoring {timings['subject']['eval_s']:6.3f}s = "
-                f"{validate / timings['subject']['eval_s']:6.1%}  {per_guard}"
+                f"  {arch:9s} guards / paired scoring = {paired:6.1%}; per extra subject (validate "
+                f"only, baseline state cached) / subject scoring = {extra:6.1%}  {per_guard}"
             )
 
 
