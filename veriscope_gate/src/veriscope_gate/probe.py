@@ -68,6 +68,7 @@ class SketchProjector:
         self._pair_seed = idx.to(device)
         self.mean: Any = None
         self.var: Any = None
+        self._per_n: dict[int, tuple[Any, Any]] = {}
 
     def __call__(self, hidden: Any) -> Any:
         """Packed ``[eigenvalues (desc, d), |cos| of pairs, token count]`` for one activation."""
@@ -82,6 +83,7 @@ class SketchProjector:
             if self.projection.device != x.device:
                 self.projection = self.projection.to(x.device)
                 self._pair_seed = self._pair_seed.to(x.device)
+                self._per_n.clear()
             # Column moments as plain reductions: torch.var_mean over dim 0 of a row-major matrix
             # is a strided kernel about 10x slower on CPU than these two passes.
             mu = x.mean(dim=0)
@@ -89,18 +91,28 @@ class SketchProjector:
             if self.mean is None or self.var is None:
                 self.mean, self.var = mu, var
             else:
-                self.mean = self.ema * self.mean + (1 - self.ema) * mu
-                self.var = self.ema * self.var + (1 - self.ema) * var
+                self.mean = torch.lerp(self.mean, mu, 1 - self.ema)
+                self.var = torch.lerp(self.var, var, 1 - self.ema)
             # Standardise inside the projection: (x - m) @ (P / s) instead of a scaled copy of x.
-            z = (x - self.mean) @ (self.projection / torch.sqrt(self.var + 1e-6)[:, None])
+            z = (x - self.mean) @ (self.projection * torch.rsqrt(self.var + 1e-6)[:, None])
             zc = z - z.mean(dim=0, keepdim=True)
-            cov = zc.T @ zc / max(1, n - 1)
-            eig = torch.linalg.eigvalsh(cov).flip(0)
+            eig = torch.linalg.eigvalsh(zc.T @ zc).flip(0) / max(1, n - 1)
+            pairs, count = self._pairs(n, z.device)
+            unit = torch.nn.functional.normalize(z[pairs], dim=1, eps=1e-8)
+            cos = (unit[: self.pairs] * unit[self.pairs :]).sum(dim=1).abs()
+            return torch.cat([eig, cos, count])
+
+    def _pairs(self, n: int, device: Any) -> tuple[Any, Any]:
+        """The fixed token pairs ``(a, b)`` (``a != b``) for ``n`` tokens, stacked as one index,
+        and the token count as a tensor; cached per ``n`` (batches rarely change size)."""
+        cached = self._per_n.get(n)
+        if cached is None:
+            torch = _torch()
             a = self._pair_seed[0] % n
             b = (a + 1 + self._pair_seed[1] % max(1, n - 1)) % n
-            cos = torch.nn.functional.cosine_similarity(z[a], z[b], dim=1, eps=1e-8).abs()
-            count = torch.tensor([float(n)], device=z.device)
-            return torch.cat([eig, cos, count])
+            cached = (torch.cat([a, b]), torch.tensor([float(n)], device=device))
+            self._per_n[n] = cached
+        return cached
 
     def unpack(self, packed: Sequence[float] | np.ndarray[Any, Any]) -> Sketch:
         arr = np.asarray(packed, dtype=np.float64)
