@@ -11,8 +11,14 @@ Forward hooks record, per batch and without keeping activations alive:
 * the per-window next-token NLL when the model is a causal LM (for the variance guard's A/B test).
 
 Results are cached per :class:`ModelUnderTest` object, so the RMT and variance guards share one pass
-per model. With ``scales`` the FFN branch outputs are multiplied by per-module factors during the
-pass (the subject is never modified; the hooks are removed afterwards).
+per model. Inside ``invarlock evaluate`` that pass is the evaluation's own scoring of the calibration
+windows: :class:`ActivationObserver` hooks it and fills the cache, and no second forward pass runs.
+With ``scales`` the FFN branch outputs are multiplied by per-module factors during the pass (the
+subject is never modified; the hooks are removed afterwards).
+
+Narrow outputs (at most 256 features) keep only their centred Gram matrix per batch; a non-finite
+activation shows up as a NaN on its diagonal (as does a float32 overflow of the Gram itself, i.e.
+activations beyond ~1e19, reported the same way).
 """
 
 from __future__ import annotations
