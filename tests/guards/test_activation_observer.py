@@ -161,3 +161,30 @@ def test_cached_baseline_states_ask_for_no_observer(
     assert _hook_count(loaded.model) == 0
     again = ModelUnderTest("baseline", loaded.model, loaded.path, loaded.digest, calibration)
     assert chain.observers(again, contexts) == []  # same digest and context: state is cached
+
+
+def test_a_failing_hook_never_breaks_the_scoring_pass(
+    registries: Registries, tiny_model_dir: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded = load_model(tiny_model_dir("gpt2"), device="cpu")
+    calibration = [torch.randint(0, 200, (1, 16), generator=torch.Generator().manual_seed(1))]
+    mut = ModelUnderTest("subject", loaded.model, loaded.path, loaded.digest, calibration)
+
+    def broken(*_args: Any) -> None:
+        raise RuntimeError("eigensolver exploded")
+
+    monkeypatch.setattr(activation_probe, "_record_ratio", broken)
+    (observer,) = GuardChain(registries.guards, ("rmt",)).observers(mut, {})
+    batch = torch.cat(calibration)
+    with torch.no_grad():
+        observer.begin_batch(batch)
+        logits = loaded.model(input_ids=batch).logits  # the scoring pass goes through
+    observer.end_batch(batch, [0.5])
+    observer.finish()
+    assert logits.shape[0] == 1
+    assert 0 not in activation_probe._CACHE.get(mut, {})  # nothing cached from a broken pass
+    assert _hook_count(loaded.model) == 0
+    # The guard then measures on its own, where the error is its own (a FAIL in the chain).
+    with pytest.raises(RuntimeError, match="eigensolver exploded"):
+        activation_probe.probe_activations(mut, seed=0)
+    assert _hook_count(loaded.model) == 0

@@ -23,6 +23,7 @@ activations beyond ~1e19, reported the same way).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import weakref
@@ -165,6 +166,8 @@ class _Recorder:
     """Wall time spent inside the hooks and solving the queued Grams."""
     active: bool = False
     """Between ``begin_batch`` and ``end_batch``: hooks ignore any other forward pass."""
+    error: Exception | None = None
+    """The first error a hook hit; the hooks then stand down (see :func:`_timed`)."""
 
     def solve_grams(self) -> None:
         """Turn the queued Gram matrices into ratios: standardise them, zero-pad them to one size
@@ -196,14 +199,21 @@ class _Recorder:
 
 
 def _timed(recorder: _Recorder, hook: Any) -> Any:
-    """``hook`` with its wall time added to ``recorder.seconds``."""
+    """``hook`` with its wall time added to ``recorder.seconds``.
+
+    A hook never raises into the forward pass it watches (which may be the evaluation's scoring):
+    its error is kept in ``recorder.error`` and raised by whoever owns the pass.
+    """
 
     def timed(module: Any, inputs: Any, output: Any) -> Any:
-        if not recorder.active:
+        if not recorder.active or recorder.error is not None:
             return None
         start = time.perf_counter()
         try:
             return hook(module, inputs, output)
+        except Exception as exc:
+            recorder.error = exc
+            return None
         finally:
             recorder.seconds += time.perf_counter() - start
 
@@ -357,6 +367,8 @@ def _run(
                 run.end_batch(ids, nll)
     finally:
         run.close()
+    if run.recorder.error is not None:
+        raise run.recorder.error
     return run.result()
 
 
@@ -428,8 +440,12 @@ class ActivationObserver:
             return
         run.close()
         mut = self._mut()
-        if mut is not None and self._seen == len(self._expected):
-            _CACHE.setdefault(mut, {})[self._seed] = run.result()
+        complete = self._seen == len(self._expected) and run.recorder.error is None
+        if mut is not None and complete:
+            # The observer only saves a pass: if anything goes wrong, nothing is cached and the
+            # guards measure on their own, where a failure is reported as theirs.
+            with contextlib.suppress(Exception):
+                _CACHE.setdefault(mut, {})[self._seed] = run.result()
         self.seconds = run.recorder.seconds
 
 
