@@ -46,7 +46,6 @@ from invarlock_core.errors import (
 )
 from invarlock_core.guarding import (
     DEFAULT_GUARD_ORDER,
-    ForwardObserver,
     GuardChain,
     GuardContext,
     GuardResult,
@@ -414,27 +413,24 @@ def _scores(
 
 
 def _score(
-    model: Any,
-    plan: WindowPlan,
-    device: str,
-    batch: int,
-    role: str,
-    observers: Sequence[ForwardObserver] = (),
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Preview and final window NLLs; the guards' observers watch these passes, then finish."""
+    mut: ModelUnderTest, plan: WindowPlan, device: str, batch: int, guards: _Guards
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], float]:
+    """Preview and final window NLLs of ``mut``, and the seconds the guards' forward observers
+    spent inside these passes (guard time, not scoring time)."""
     from invarlock_core.scoring import score_windows
 
+    observers = guards.chain.observers(mut, guards.contexts)
     try:
         preview = score_windows(
-            model, plan.preview_ids, device=device, batch=batch, label=f"{role} preview", observers=observers
+            mut.model, plan.preview_ids, device=device, batch=batch, label=f"{mut.role} preview", observers=observers
         )
         final = score_windows(
-            model, plan.final_ids, device=device, batch=batch, label=f"{role} final", observers=observers
+            mut.model, plan.final_ids, device=device, batch=batch, label=f"{mut.role} final", observers=observers
         )
     finally:
         for observer in observers:
             observer.finish()
-    return preview, final
+    return preview, final, sum(observer.seconds for observer in observers)
 
 
 def _under_test(role: Literal["baseline", "subject"], loaded: Any, calibration: list[Any]) -> ModelUnderTest:
@@ -579,13 +575,10 @@ def evaluate(request: EvaluationRequest, *, registries: Registries | None = None
     baseline_mut = _under_test("baseline", baseline, calibration)
     mark = time.perf_counter()
     reused = _reused_baseline(request, baseline.digest, plan)
-    observers: list[ForwardObserver] = []
     if reused is None:
-        observers = guards.chain.observers(baseline_mut, guards.contexts)
-        base_preview, base_final = _score(baseline.model, plan, device, settings.batch, "baseline", observers)
+        base_preview, base_final, observed = _score(baseline_mut, plan, device, settings.batch, guards)
     else:
-        base_preview, base_final = reused
-    observed = sum(observer.seconds for observer in observers)
+        (base_preview, base_final), observed = reused, 0.0
     timings["baseline"]["eval_s"] = time.perf_counter() - mark - observed
     timings["baseline"]["reused_report"] = reused is not None
     if not (np.all(np.isfinite(base_preview)) and np.all(np.isfinite(base_final))):
@@ -613,9 +606,7 @@ def evaluate(request: EvaluationRequest, *, registries: Registries | None = None
 
     subject_mut = _under_test("subject", subject, calibration)
     mark = time.perf_counter()
-    observers = guards.chain.observers(subject_mut, guards.contexts)
-    subj_preview, subj_final = _score(subject.model, plan, device, settings.batch, "subject", observers)
-    observed = sum(observer.seconds for observer in observers)
+    subj_preview, subj_final, observed = _score(subject_mut, plan, device, settings.batch, guards)
     timings["subject"]["eval_s"] = time.perf_counter() - mark - observed
     mark = time.perf_counter()
     guard_results = guards.validate(baseline_mut, subject_mut)
