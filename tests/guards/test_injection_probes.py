@@ -104,6 +104,8 @@ def test_rmt_norm_noise_probe_shows_the_delta_while_rmt_stays_stable(
     assert document["outliers"] >= 1
     assert document["windows"] == 4
     assert document == rmt_probe(*_models(outcome.report))
+    markdown = (outcome.report_path.parent / "evaluation_report.md").read_text()
+    assert "Probe sidecar `rmt_probe.json` written by the rmt guard" in markdown
 
 
 def test_ve_mlp_scale_skew_probe_proposes_the_inverse_scale(
@@ -149,3 +151,5 @@ def test_ve_probe_with_variance_left_out_of_the_chain_is_recorded_not_written(
         "sha256": None,
     }
     assert not (tmp_path / "ve_probe.json").exists()
+    markdown = (outcome.report_path.parent / "evaluation_report.md").read_text()
+    assert "Probe sidecar `ve_probe.json` skipped: guard variance is not in the guard chain." in markdown

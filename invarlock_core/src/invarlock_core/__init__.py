@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from invarlock_core.editing import Edit, EditParameter, EditSpec
 from invarlock_core.errors import InvarlockError
-from invarlock_core.guarding import Guard, GuardContext, GuardResult, ModelUnderTest, Violation
+from invarlock_core.guarding import (
+    ForwardObserver,
+    Guard,
+    GuardContext,
+    GuardResult,
+    ModelUnderTest,
+    ObservingGuard,
+    ProbingGuard,
+    Violation,
+)
 from invarlock_core.hookspecs import hookimpl
 from invarlock_core.plugins import Registries, get_plugin_manager, get_registries
 
@@ -18,11 +27,14 @@ __all__ = [
     "Edit",
     "EditParameter",
     "EditSpec",
+    "ForwardObserver",
     "Guard",
     "GuardContext",
     "GuardResult",
     "InvarlockError",
     "ModelUnderTest",
+    "ObservingGuard",
+    "ProbingGuard",
     "Registries",
     "Violation",
     "__version__",

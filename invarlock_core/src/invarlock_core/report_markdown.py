@@ -53,6 +53,17 @@ def _guards(report: Mapping[str, Any]) -> list[str]:
                 f"| {first.replace('|', '/')} | {guard['seconds']:.2f} |"
             )
         lines.append("")
+    probe = report.get("probe")
+    if probe:
+        if probe["status"] == "written":
+            lines += [
+                f"Probe sidecar `{probe['file']}` written by the {probe['guard']} guard "
+                f"(`{probe['sha256']}`).",
+                "",
+            ]
+        else:
+            reason = f": {probe['reason']}" if probe.get("reason") else ""
+            lines += [f"Probe sidecar `{probe['file']}` {probe['status']}{reason}.", ""]
     return lines
 
 
