@@ -18,7 +18,11 @@ attempt = int(os.environ["INVARLOCK_TASK_ATTEMPT"])
 
 def started() -> None:
     (out / "started").mkdir(exist_ok=True)
-    (out / "started" / f"{name}.{attempt}").write_text(str(os.getpid()))
+    # Published atomically: a test that sees the file may read the pid at once.
+    final = out / "started" / f"{name}.{attempt}"
+    partial = final.with_name(f".{final.name}.tmp")
+    partial.write_text(str(os.getpid()))
+    os.replace(partial, final)
     with open(out / "runs.log", "a") as log:
         log.write(f"{name} {attempt}\n")
 
