@@ -36,7 +36,11 @@ from invarlock_core.families import classify, layer_index
 from invarlock_core.guarding import ModelUnderTest
 from invarlock_core.optional_deps import require
 from invarlock_core.scoring import window_nll
-from invarlock_guards.spectral_norm import KrylovSettings, top_eigenvalues, top_singular_values
+from invarlock_guards.spectral_norm import (
+    KrylovSettings,
+    gram_singular_values,
+    top_singular_values,
+)
 
 __all__ = [
     "ActivationObserver",
@@ -184,16 +188,12 @@ class _Recorder:
             pad = side - int(gram.shape[0])
             standardised.append(torch.nn.functional.pad(gram, (0, pad, 0, pad)) if pad else gram)
         names = [name for name, _g, _r, _c in self.grams]
-        # The tolerance is stated on σ = √λ: λ is iterated to twice it.
-        on_lambda = attrs.evolve(_RMT_KRYLOV, tolerance=2.0 * _RMT_KRYLOV.tolerance)
-        values = top_eigenvalues(standardised, names, seed=self.seed, settings=on_lambda)
-        for (name, _gram, rows, cols), value in zip(self.grams, values):
-            if math.isnan(value):
+        sigmas = gram_singular_values(standardised, names, seed=self.seed, settings=_RMT_KRYLOV)
+        for (name, _gram, rows, cols), sigma in zip(self.grams, sigmas):
+            if math.isnan(sigma):
                 self.nonfinite.add(name)
                 continue
-            self.ratios.setdefault(name, []).append(
-                (_edge_ratio(math.sqrt(value), rows, cols), rows, cols)
-            )
+            self.ratios.setdefault(name, []).append((_edge_ratio(sigma, rows, cols), rows, cols))
         self.grams.clear()
         self.seconds += time.perf_counter() - start
 

@@ -33,7 +33,7 @@ import attrs
 
 from invarlock_core.optional_deps import require
 
-__all__ = ["KrylovSettings", "start_seed", "top_eigenvalues", "top_singular_values"]
+__all__ = ["KrylovSettings", "gram_singular_values", "start_seed", "top_singular_values"]
 
 _MAX_STACK_ELEMENTS = 1 << 26  # about 256 MiB of float32 per stacked chunk
 
@@ -67,8 +67,7 @@ def top_singular_values(
     """``σ_max`` of every 2-D tensor in ``matrices`` (``nan`` for non-finite ones)."""
     torch = require("torch", purpose="spectral estimates")
 
-    # σ = √λ: a relative change ε in λ is ε/2 in σ, so λ is iterated to twice the tolerance.
-    on_lambda = attrs.evolve(settings, tolerance=2.0 * settings.tolerance)
+    on_lambda = _on_lambda(settings)
 
     def solve(stack: Any, chunk_keys: Sequence[str]) -> Any:
         cols = stack.shape[-1]
@@ -85,26 +84,31 @@ def top_singular_values(
     return _stacked(matrices, keys, _oriented, solve, torch)
 
 
-def top_eigenvalues(
-    matrices: Sequence[Any],
+def gram_singular_values(
+    grams: Sequence[Any],
     keys: Sequence[str],
     *,
     seed: int = 0,
     settings: KrylovSettings = KrylovSettings(),
 ) -> list[float]:
-    """``λ_max`` of every symmetric positive semi-definite tensor (``nan`` for non-finite ones).
-
-    Meant for Gram matrices (``σ_max(X)² = λ_max(XᵀX)``) that a caller has accumulated itself.
-    """
+    """``σ_max(X)`` from Gram matrices ``XᵀX`` a caller accumulated itself (``nan`` for non-finite
+    ones); ``settings.tolerance`` is stated on σ, as for :func:`top_singular_values`."""
     torch = require("torch", purpose="spectral estimates")
-    for matrix, key in zip(matrices, keys):
-        if matrix.ndim == 2 and matrix.shape[0] != matrix.shape[1]:
-            raise ValueError(f"{key}: expected a square matrix, got shape {tuple(matrix.shape)}")
+    for gram, key in zip(grams, keys):
+        if gram.ndim == 2 and gram.shape[0] != gram.shape[1]:
+            raise ValueError(f"{key}: expected a square matrix, got shape {tuple(gram.shape)}")
+    on_lambda = _on_lambda(settings)
 
     def solve(stack: Any, chunk_keys: Sequence[str]) -> Any:
-        return _top_eigenvalues(stack, chunk_keys, seed, settings, torch)
+        return _top_eigenvalues(stack, chunk_keys, seed, on_lambda, torch).sqrt()
 
-    return _stacked(matrices, keys, lambda m, t: m.detach().to(dtype=t.float32), solve, torch)
+    return _stacked(grams, keys, lambda m, t: m.detach().to(dtype=t.float32), solve, torch)
+
+
+def _on_lambda(settings: KrylovSettings) -> KrylovSettings:
+    """``settings`` for iterating ``λ = σ²`` when the tolerance is stated on ``σ``: a relative
+    change ε in λ is ε/2 in σ, so λ is iterated to twice the tolerance."""
+    return attrs.evolve(settings, tolerance=2.0 * settings.tolerance)
 
 
 def _stacked(
