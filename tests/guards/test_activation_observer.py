@@ -21,6 +21,7 @@ from invarlock_core.evaluation import EvaluationOutcome, EvaluationRequest, eval
 from invarlock_core.guarding import GuardChain, GuardContext, ModelUnderTest
 from invarlock_core.models import load_model
 from invarlock_core.plugins import Registries, get_registries
+from invarlock_guards.activation_grams import GramQueue
 
 pytestmark = pytest.mark.slow
 
@@ -163,8 +164,12 @@ def test_cached_baseline_states_ask_for_no_observer(
     assert chain.observers(again, contexts) == []  # same digest and context: state is cached
 
 
+@pytest.mark.parametrize("step", ["add_output", "add_linear", "close_batch"])
 def test_a_failing_hook_never_breaks_the_scoring_pass(
-    registries: Registries, tiny_model_dir: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+    registries: Registries,
+    tiny_model_dir: Callable[[str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+    step: str,
 ) -> None:
     loaded = load_model(tiny_model_dir("gpt2"), device="cpu")
     calibration = [torch.randint(0, 200, (1, 16), generator=torch.Generator().manual_seed(1))]
@@ -173,7 +178,7 @@ def test_a_failing_hook_never_breaks_the_scoring_pass(
     def broken(*_args: Any) -> None:
         raise RuntimeError("eigensolver exploded")
 
-    monkeypatch.setattr(activation_probe, "_record_ratio", broken)
+    monkeypatch.setattr(GramQueue, step, broken)
     (observer,) = GuardChain(registries.guards, ("rmt",)).observers(mut, {})
     batch = torch.cat(calibration)
     with torch.no_grad():

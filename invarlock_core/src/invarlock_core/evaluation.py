@@ -44,6 +44,7 @@ from invarlock_core.errors import (
     ModelLoadError,
     UsageError,
 )
+from invarlock_core.finiteness import nonfinite_counts
 from invarlock_core.guarding import (
     DEFAULT_GUARD_ORDER,
     GuardChain,
@@ -211,16 +212,8 @@ def _max_positions(config: Any) -> int | None:
 
 
 def _nonfinite_tensors(model: Any) -> tuple[list[str], int]:
-    torch = sys.modules["torch"]
-    names: list[str] = []
-    count = 0
-    with torch.no_grad():
-        for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
-            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-                count += 1
-                if len(names) < _MAX_TENSORS_NAMED:
-                    names.append(name)
-    return names, count
+    bad = nonfinite_counts([*model.named_parameters(), *model.named_buffers()])
+    return list(bad)[:_MAX_TENSORS_NAMED], len(bad)
 
 
 def _calibration(plan: WindowPlan, device: str) -> list[Any]:

@@ -8,6 +8,7 @@ transformers 5 fused expert tensors) and BERT-style encoders.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from typing import Literal, get_args
@@ -65,8 +66,10 @@ def _is_norm(part: str) -> bool:
     return "norm" in lowered or lowered == "ln" or lowered.startswith("ln_")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def classify(name: str) -> Family:
-    """The family of a parameter or module name."""
+    """The family of a parameter or module name (cached: guards ask for every module on both
+    sides of an evaluation)."""
     parts = [p for p in name.split(".") if p not in {"weight", "bias"}]
     if any(_is_norm(p) for p in parts):
         return "norm"
@@ -89,6 +92,7 @@ def classify(name: str) -> Family:
     return "other"
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def layer_index(name: str) -> int | None:
     """The transformer block index in ``name``, or ``None`` outside the blocks."""
     match = _LAYER.search(name)

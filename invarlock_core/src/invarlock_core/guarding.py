@@ -158,8 +158,11 @@ class ForwardObserver(Protocol):
     records nothing and its guard measures on its own, as without an observer.
     """
 
-    seconds: float
-    """Wall time spent measuring so far (reported with the guard timings, not the scoring's)."""
+    @property
+    def seconds(self) -> float:
+        """Wall time the observer spent so far: setting up, in its hooks and callbacks,
+        finishing (reported with the guard timings, not the scoring's)."""
+        ...
 
     def begin_batch(self, input_ids: Any) -> None: ...
 

@@ -16,9 +16,8 @@ windows: :class:`ActivationObserver` hooks it and fills the cache, and no second
 With ``scales`` the FFN branch outputs are multiplied by per-module factors during the pass (the
 subject is never modified; the hooks are removed afterwards).
 
-Narrow outputs (at most 256 features) keep only their centred Gram matrix per batch; a non-finite
-activation shows up as a NaN on its diagonal (as does a float32 overflow of the Gram itself, i.e.
-activations beyond ~1e19, reported the same way).
+How the ratios are computed cheaply (output or input Grams, stacked solves) is described in
+:mod:`invarlock_guards.activation_grams`.
 """
 
 from __future__ import annotations
@@ -36,11 +35,7 @@ from invarlock_core.families import classify, layer_index
 from invarlock_core.guarding import ModelUnderTest
 from invarlock_core.optional_deps import require
 from invarlock_core.scoring import window_nll
-from invarlock_guards.spectral_norm import (
-    KrylovSettings,
-    gram_singular_values,
-    top_singular_values,
-)
+from invarlock_guards.activation_grams import GramQueue, linear_map
 
 __all__ = [
     "ActivationObserver",
@@ -53,7 +48,6 @@ __all__ = [
 ]
 
 _SKIP_FAMILIES = ("embed", "norm")
-_RMT_KRYLOV = KrylovSettings(tolerance=5e-3, max_iterations=32, block_size=4)
 _BATCH = 8  # windows per forward pass; RMT ratios are measured per batch
 
 
@@ -80,36 +74,49 @@ class ActivationProbe:
     windows: int
 
 
-def _owns_matrix(module: Any) -> bool:
-    return any(p.ndim >= 2 for p in module.parameters(recurse=False))
-
-
-def rmt_modules(model: Any) -> dict[str, Any]:
-    """Modules whose outputs the RMT probe measures: owners of weight matrices, by name."""
-    return {
-        name: module
-        for name, module in model.named_modules()
-        if name and _owns_matrix(module) and classify(name) not in _SKIP_FAMILIES
-    }
-
-
-def branch_taps(model: Any) -> dict[str, Any]:
-    """The FFN branch output of every block: the owner of its last FFN matrix (MoE: the MoE block)."""
-    modules = dict(model.named_modules())
-    last: dict[int, str] = {}
+def _matrix_owners(model: Any) -> dict[str, str]:
+    """Module name -> name of its last matrix parameter (``ndim >= 2``), for the modules that
+    own one, in one walk over the parameters."""
+    owners: dict[str, str] = {}
     for name, parameter in model.named_parameters():
-        if parameter.ndim < 2 or classify(name) not in ("ffn", "expert_ffn"):
+        if parameter.ndim >= 2:
+            owners[name.rpartition(".")[0]] = name
+    return owners
+
+
+def _tracked(model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """:func:`rmt_modules` and :func:`branch_taps` of ``model`` from one walk of each kind."""
+    modules = dict(model.named_modules())
+    owners = _matrix_owners(model)
+    measured = {
+        name: modules[name]
+        for name in modules
+        if name in owners and classify(name) not in _SKIP_FAMILIES
+    }
+    last: dict[int, str] = {}
+    for owner, parameter in owners.items():
+        if classify(parameter) not in ("ffn", "expert_ffn"):
             continue
-        layer = layer_index(name)
+        layer = layer_index(parameter)
         if layer is not None:
-            last[layer] = name.rsplit(".", 1)[0]
+            last[layer] = owner
     taps = {}
     for layer in sorted(last):
         owner = last[layer]
         if classify(owner) == "expert_ffn":
             owner = owner.rsplit(".experts", 1)[0]
         taps[owner] = modules[owner]
-    return taps
+    return measured, taps
+
+
+def rmt_modules(model: Any) -> dict[str, Any]:
+    """Modules whose outputs the RMT probe measures: owners of weight matrices, by name."""
+    return _tracked(model)[0]
+
+
+def branch_taps(model: Any) -> dict[str, Any]:
+    """The FFN branch output of every block: the owner of its last FFN matrix (MoE: the MoE block)."""
+    return _tracked(model)[1]
 
 
 def _first_tensor(output: Any, torch: Any) -> Any:
@@ -123,79 +130,28 @@ def _first_tensor(output: Any, torch: Any) -> Any:
     return None
 
 
-def _column_scales(variance: Any, torch: Any) -> Any:
-    """``1/std`` per column; constant columns get 0 (they carry no direction). Batched over the
-    leading dimensions."""
-    std = variance.clamp_min(0.0).sqrt()
-    live = std > 1e-12 * std.amax(dim=-1, keepdim=True).clamp_min(1e-30)
-    return torch.where(live, 1.0 / std.clamp_min(1e-30), torch.zeros_like(std))
-
-
-def _record_ratio(recorder: _Recorder, name: str, activation: Any, torch: Any) -> None:
-    """Measure (or queue) ``σ_max(Â)`` of one module output ``Â`` (standardised columns).
-
-    Narrow outputs are reduced to the centred Gram matrix ``CᵀC`` (``features²`` floats; its
-    diagonal holds the column variances, and a non-finite activation shows up there as NaN); after
-    the pass every queued Gram is standardised and solved, stacked by size. Wide outputs are
-    standardised and solved here by Krylov iteration on ``Â``. No activation outlives its hook.
-    """
-    matrix = activation.detach().reshape(-1, activation.shape[-1]).float()
-    rows, cols = matrix.shape
-    centred = matrix - matrix.mean(dim=0, keepdim=True)
-    if cols <= min(rows, _RMT_KRYLOV.gram_below):
-        recorder.grams.append((name, centred.mT @ centred, rows, cols))
-        return
-    if not bool(torch.isfinite(centred).all()):
-        recorder.nonfinite.add(name)
-        return
-    scaled = centred * _column_scales(centred.pow(2).mean(dim=0), torch)
-    sigma = top_singular_values([scaled], [name], seed=recorder.seed, settings=_RMT_KRYLOV)[0]
-    recorder.ratios.setdefault(name, []).append((_edge_ratio(sigma, rows, cols), rows, cols))
-
-
-def _edge_ratio(sigma: float, rows: int, cols: int) -> float:
-    """``σ`` over the Marchenko–Pastur bulk edge ``√rows + √cols`` of a pure-noise matrix."""
-    return sigma / (math.sqrt(rows) + math.sqrt(cols))
-
-
 @attrs.define
 class _Recorder:
-    seed: int
+    queue: GramQueue
     batch_rows: int = 0
-    ratios: dict[str, list[tuple[float, int, int]]] = attrs.field(factory=dict)
-    grams: list[tuple[str, Any, int, int]] = attrs.field(factory=list)
     energy: dict[str, list[float]] = attrs.field(factory=dict)
-    nonfinite: set[str] = attrs.field(factory=set)
     seconds: float = 0.0
-    """Wall time spent inside the hooks and solving the queued Grams."""
+    """Wall time spent inside the hooks."""
     active: bool = False
     """Between ``begin_batch`` and ``end_batch``: hooks ignore any other forward pass."""
     error: Exception | None = None
     """The first error a hook hit; the hooks then stand down (see :func:`_timed`)."""
 
-    def solve_grams(self) -> None:
-        """Turn the queued Gram matrices into ratios: standardise them, zero-pad them to one size
-        (padding adds only zero eigenvalues) and solve them in one stacked eigen-solve."""
-        if not self.grams:
+    def end_batch(self) -> None:
+        """Close a batch: standardise its queued Grams. Like a hook, this never raises into the
+        pass it closes (it keeps the error instead)."""
+        self.active = False
+        if self.error is not None:
             return
-        start = time.perf_counter()
-        torch = require("torch", purpose="activation probes")
-        side = max(int(gram.shape[0]) for _n, gram, _r, _c in self.grams)
-        standardised: list[Any] = []
-        for _name, gram, rows, _cols in self.grams:
-            scales = _column_scales(gram.diagonal() / rows, torch)
-            gram = gram * scales[:, None] * scales[None, :]
-            pad = side - int(gram.shape[0])
-            standardised.append(torch.nn.functional.pad(gram, (0, pad, 0, pad)) if pad else gram)
-        names = [name for name, _g, _r, _c in self.grams]
-        sigmas = gram_singular_values(standardised, names, seed=self.seed, settings=_RMT_KRYLOV)
-        for (name, _gram, rows, cols), sigma in zip(self.grams, sigmas):
-            if math.isnan(sigma):
-                self.nonfinite.add(name)
-                continue
-            self.ratios.setdefault(name, []).append((_edge_ratio(sigma, rows, cols), rows, cols))
-        self.grams.clear()
-        self.seconds += time.perf_counter() - start
+        try:
+            self.queue.close_batch()
+        except Exception as exc:
+            self.error = exc
 
 
 def _timed(recorder: _Recorder, hook: Any) -> Any:
@@ -220,12 +176,26 @@ def _timed(recorder: _Recorder, hook: Any) -> Any:
     return timed
 
 
-def _rmt_hook(recorder: _Recorder, name: str, torch: Any) -> Any:
-    def hook(_module: Any, _inputs: Any, output: Any) -> None:
+def _rmt_hook(recorder: _Recorder, name: str, matrix: Any | None, torch: Any) -> Any:
+    """The hook measuring one module's output; ``matrix`` is ``A`` of a plain linear layer."""
+    queue = recorder.queue
+
+    def hook(_module: Any, inputs: Any, output: Any) -> None:
         tensor = _first_tensor(output, torch)
         if tensor is None or not tensor.is_floating_point():
             return
-        _record_ratio(recorder, name, tensor, torch)
+        if matrix is not None and isinstance(output, torch.Tensor):
+            source = _first_tensor(inputs, torch)
+            if (
+                source is not None
+                and source.is_floating_point()
+                and source.shape[:-1] == output.shape[:-1]
+                and (source.shape[-1], output.shape[-1]) == tuple(matrix.shape)
+                and (matrix.shape[0] <= matrix.shape[1] or queue.shares_input(source))
+            ):
+                queue.add_linear(name, matrix, source)
+                return
+        queue.add_output(name, tensor)
 
     return _timed(recorder, hook)
 
@@ -280,18 +250,18 @@ class _Pass:
         self, model: Any, *, seed: int, scales: Mapping[str, float] | None, want_rmt: bool
     ) -> None:
         torch = require("torch", purpose="activation probes")
-        self.recorder = _Recorder(seed=seed)
+        self.recorder = _Recorder(GramQueue(seed=seed))
         self.causal = _is_causal_lm(model)
         self.nll: list[float] = []
         self.tokens: list[int] = []
         self.windows = 0
         self._handles = []
+        measured, taps = _tracked(model)
         if want_rmt:
-            for name, module in rmt_modules(model).items():
-                self._handles.append(
-                    module.register_forward_hook(_rmt_hook(self.recorder, name, torch))
-                )
-        for name, module in branch_taps(model).items():
+            for name, module in measured.items():
+                hook = _rmt_hook(self.recorder, name, linear_map(module, torch), torch)
+                self._handles.append(module.register_forward_hook(hook))
+        for name, module in taps.items():
             scale = None if scales is None else scales.get(name)
             self._handles.append(
                 module.register_forward_hook(_branch_hook(self.recorder, name, scale, torch))
@@ -304,7 +274,7 @@ class _Pass:
 
     def end_batch(self, ids: Any, window_nll: Sequence[float] | None) -> None:
         """Record the batch's per-window mean next-token NLL (causal LMs only)."""
-        self.recorder.active = False
+        self.recorder.end_batch()
         if self.causal and window_nll is not None and ids.shape[1] > 1:
             self.nll.extend(float(v) for v in window_nll)
             self.tokens.extend([int(ids.shape[1]) - 1] * int(ids.shape[0]))
@@ -317,9 +287,9 @@ class _Pass:
 
     def result(self) -> ActivationProbe:
         recorder = self.recorder
-        recorder.solve_grams()
+        recorder.queue.solve()
         rmt = {}
-        for name, values in recorder.ratios.items():
+        for name, values in recorder.queue.ratios.items():
             total = sum(rows for _r, rows, _c in values)
             rmt[name] = ModuleRatio(
                 family=classify(name),
@@ -333,7 +303,7 @@ class _Pass:
             branch_energy={name: tuple(v) for name, v in recorder.energy.items()},
             window_nll=tuple(self.nll) if usable_nll else None,
             window_tokens=tuple(self.tokens) if usable_nll else None,
-            nonfinite_outputs=tuple(sorted(recorder.nonfinite)),
+            nonfinite_outputs=tuple(sorted(recorder.queue.nonfinite)),
             windows=self.windows,
         )
 
@@ -383,10 +353,8 @@ class ActivationObserver:
     reordered plan) makes it step aside, and the guards run their own pass as before.
     """
 
-    seconds: float
-    """Wall time spent measuring (hooks and the final solves)."""
-
     def __init__(self, mut: ModelUnderTest, *, seed: int) -> None:
+        start = time.perf_counter()
         torch = require("torch", purpose="activation probes")
         self._torch = torch
         self._mut = weakref.ref(mut)
@@ -394,59 +362,72 @@ class ActivationObserver:
         device = next(mut.model.parameters()).device
         self._expected = _batches(mut.calibration, device, torch)
         self._seen = 0
-        self.seconds = 0.0
         self.finished = False
         self._pass: _Pass | None = (
             _Pass(mut.model, seed=seed, scales=None, want_rmt=True) if self._expected else None
         )
+        self._hook_seconds = 0.0
+        self._own_seconds = time.perf_counter() - start
+
+    @property
+    def seconds(self) -> float:
+        """Wall time spent measuring so far: setting up, in the hooks, in the batch callbacks
+        and finishing."""
+        hooks = self._pass.recorder.seconds if self._pass is not None else self._hook_seconds
+        return self._own_seconds + hooks
 
     @property
     def active(self) -> bool:
         """Whether the hooks are still installed (calibration batches still to come)."""
         return self._pass is not None and self._seen < len(self._expected)
 
-    def _abandon(self) -> None:
-        if self._pass is not None:
-            self._pass.close()
-            self.seconds = self._pass.recorder.seconds
-            self._pass = None
+    def _release(self) -> _Pass | None:
+        """Remove the hooks and drop the pass (returned), keeping its hook time."""
+        run, self._pass = self._pass, None
+        if run is not None:
+            run.close()
+            self._hook_seconds = run.recorder.seconds
+        return run
 
     def begin_batch(self, input_ids: Any) -> None:
         if not self.active:
             return
+        start = time.perf_counter()
         assert self._pass is not None
         expected = self._expected[self._seen]
         if input_ids.shape != expected.shape or not self._torch.equal(
             input_ids, expected.to(input_ids.device)
         ):
-            self._abandon()
-            return
-        self._pass.begin_batch(input_ids)
+            self._release()
+        else:
+            self._pass.begin_batch(input_ids)
+        self._own_seconds += time.perf_counter() - start
 
     def end_batch(self, input_ids: Any, window_nll: Sequence[float] | None) -> None:
         if not self.active:
             return
+        start = time.perf_counter()
         assert self._pass is not None
         self._pass.end_batch(input_ids, window_nll)
         self._seen += 1
         if self._seen == len(self._expected):
             self._pass.close()
+        self._own_seconds += time.perf_counter() - start
 
     def finish(self) -> None:
         """Remove any hooks left; cache the probe if every calibration batch was observed."""
-        run, self._pass = self._pass, None
+        start = time.perf_counter()
         self.finished = True
-        if run is None:
-            return
-        run.close()
+        run = self._release()
         mut = self._mut()
-        complete = self._seen == len(self._expected) and run.recorder.error is None
-        if mut is not None and complete:
-            # The observer only saves a pass: if anything goes wrong, nothing is cached and the
-            # guards measure on their own, where a failure is reported as theirs.
-            with contextlib.suppress(Exception):
-                _CACHE.setdefault(mut, {})[self._seed] = run.result()
-        self.seconds = run.recorder.seconds
+        if run is not None and mut is not None:
+            complete = self._seen == len(self._expected) and run.recorder.error is None
+            if complete:
+                # The observer only saves a pass: if anything goes wrong, nothing is cached and
+                # the guards measure on their own, where a failure is reported as theirs.
+                with contextlib.suppress(Exception):
+                    _CACHE.setdefault(mut, {})[self._seed] = run.result()
+        self._own_seconds += time.perf_counter() - start
 
 
 _CACHE: weakref.WeakKeyDictionary[ModelUnderTest, dict[int, ActivationProbe]] = (

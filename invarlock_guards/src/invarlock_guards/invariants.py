@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from invarlock_core.canonical import canonical_digest
+from invarlock_core.finiteness import nonfinite_counts
 from invarlock_core.guarding import GuardContext, GuardResult, ModelUnderTest, Severity, Violation
 from invarlock_core.optional_deps import require
 from invarlock_guards.results import guard_result
@@ -66,33 +67,22 @@ def snapshot_structure(model: Any) -> StructureSnapshot:
     """Measure ``model``'s structural facts (on its device; only counts leave it)."""
     torch = require("torch", purpose="the invariants guard")
     tensors: dict[str, tuple[tuple[int, ...], str]] = {}
-    nonfinite: dict[str, int] = {}
     storage: dict[tuple[int, int, tuple[int, ...]], list[str]] = {}
     with torch.no_grad():
-        named = [
-            *model.named_parameters(remove_duplicate=False),
-            *model.named_buffers(remove_duplicate=False),
-        ]
+        parameters = list(model.named_parameters(remove_duplicate=False))
+        named = [*parameters, *model.named_buffers(remove_duplicate=False)]
         for name, tensor in named:
             tensors[name] = (
                 tuple(int(d) for d in tensor.shape),
                 str(tensor.dtype).removeprefix("torch."),
             )
-            floating = tensor.is_floating_point() or tensor.is_complex()
-            if floating and not bool(torch.isfinite(tensor).all()):
-                nonfinite[name] = int((~torch.isfinite(tensor)).sum())
-        for name, parameter in model.named_parameters(remove_duplicate=False):
+        nonfinite = nonfinite_counts(named)
+        for name, parameter in parameters:
             key = (parameter.data_ptr(), parameter.storage_offset(), tuple(parameter.shape))
             storage.setdefault(key, []).append(name)
-    unique = {id(p): p for p in model.parameters()}
-    norm_layers = tuple(
-        sorted(
-            f"{name}:{type(module).__name__}"
-            for name, module in model.named_modules()
-            if "norm" in type(module).__name__.lower()
-        )
-    )
+    unique = {id(p): p for _name, p in parameters}
     structure = sorted(f"{name}:{type(module).__name__}" for name, module in model.named_modules())
+    norm_layers = tuple(entry for entry in structure if "norm" in entry.rpartition(":")[2].lower())
     return StructureSnapshot(
         tensors=tensors,
         nonfinite=nonfinite,

@@ -36,10 +36,10 @@ from invarlock_core.optional_deps import require
 from invarlock_guards.multiple_testing import benjamini_hochberg
 from invarlock_guards.results import guard_result
 from invarlock_guards.settings_checks import check_families, check_range
-from invarlock_guards.spectral_norm import KrylovSettings, top_singular_values
+from invarlock_guards.spectral_norm import KrylovSettings, matrix_stacks, stack_singular_values
 from invarlock_guards.tiers import guard_settings
 from invarlock_guards.weight_matrices import weight_matrices
-from invarlock_guards.weight_sketch import relative_change, sketch_matrix
+from invarlock_guards.weight_sketch import relative_changes, sketch_stack
 
 __all__ = [
     "MatrixSpectrum",
@@ -138,32 +138,51 @@ class MatrixSpectrum:
 def measure_spectra(
     model: Any, *, seed: int, krylov: KrylovSettings
 ) -> tuple[dict[str, MatrixSpectrum], dict[str, Any]]:
-    """The spectrum summary and the sketch of every weight matrix of ``model``, keyed by name."""
+    """The spectrum summary and the sketch of every weight matrix of ``model``, keyed by name.
+
+    Matrices of one shape are measured together: one stack, one Krylov run, and one transfer of
+    all their statistics to the host.
+    """
     torch = require("torch", purpose="the spectral guard")
     matrices = weight_matrices(model)
-    names = [m.name for m in matrices]
+    spectra = {}
+    sketches = {}
     with torch.no_grad():
-        sigmas = top_singular_values(
-            [m.tensor for m in matrices], names, seed=seed, settings=krylov
-        )
-        spectra = {}
-        sketches = {}
-        for matrix, sigma in zip(matrices, sigmas):
-            work = matrix.tensor.detach()
-            finite = bool(torch.isfinite(work).all())
-            if finite:
-                sketches[matrix.name] = sketch_matrix(work, matrix.name, seed=seed)
-            magnitude = work.abs()
-            spectra[matrix.name] = MatrixSpectrum(
-                family=matrix.family,
-                shape=(int(work.shape[0]), int(work.shape[1])),
-                sigma=sigma,
-                frobenius=float(torch.linalg.vector_norm(work.float())) if finite else math.nan,
-                zero_rows=int((magnitude.amax(dim=1) == 0).sum()) if finite else 0,
-                zero_cols=int((magnitude.amax(dim=0) == 0).sum()) if finite else 0,
-                finite=finite,
-            )
-    return spectra, sketches
+        for chunk in matrix_stacks([m.tensor for m in matrices], [m.name for m in matrices]):
+            members = [matrices[i] for i in chunk.indices]
+            names = [m.name for m in members]
+            stack = chunk.stack
+            present = stack != 0
+            statistics = torch.stack(
+                [
+                    stack_singular_values(stack, names, seed=seed, settings=krylov).float(),
+                    torch.linalg.vector_norm(stack, dim=(1, 2)),
+                    (~present.any(dim=2)).sum(dim=1).float(),  # all-zero oriented rows
+                    (~present.any(dim=1)).sum(dim=1).float(),  # all-zero oriented columns
+                ],
+                dim=1,
+            ).tolist()
+            for matrix, sketch, (sigma, frobenius, zero_long, zero_short), finite, flip in zip(
+                members,
+                sketch_stack(stack, names, seed=seed),
+                statistics,
+                chunk.finite,
+                chunk.transposed,
+            ):
+                rows, cols = matrix.tensor.shape
+                if finite:
+                    sketches[matrix.name] = sketch
+                zero_rows, zero_cols = (zero_short, zero_long) if flip else (zero_long, zero_short)
+                spectra[matrix.name] = MatrixSpectrum(
+                    family=matrix.family,
+                    shape=(int(rows), int(cols)),
+                    sigma=sigma if finite else math.nan,
+                    frobenius=frobenius if finite else math.nan,
+                    zero_rows=int(zero_rows) if finite else 0,
+                    zero_cols=int(zero_cols) if finite else 0,
+                    finite=finite,
+                )
+    return dict(sorted(spectra.items())), sketches
 
 
 def _ratio(subject: float, baseline: float) -> float:
@@ -440,11 +459,7 @@ class SpectralGuard:
         spectra, sketches = measure_spectra(
             subject.model, seed=context.seed, krylov=settings.krylov
         )
-        changes = {
-            name: relative_change(baseline_state.sketches[name], sketch)
-            for name, sketch in sketches.items()
-            if name in baseline_state.sketches
-        }
+        changes = relative_changes(baseline_state.sketches, sketches)
         violations, metrics, details = compare_spectra(
             baseline_state.spectra, spectra, settings, changes
         )

@@ -109,7 +109,8 @@ def merge_options(
 
 def guard_settings(guard: str, tier: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """Tier ``tier``'s table for ``guard`` with ``options`` merged over it."""
-    table = load_tier(tier).get(guard)
+    _check_tier(tier)
+    table = _load(tier).get(guard)  # merge_options copies it: the cached table is never changed
     if not isinstance(table, dict):
         raise ConfigError(f"tier {tier!r} has no settings for guard {guard!r}")
     return merge_options(table, options, where=f"guards.{guard}")

@@ -11,35 +11,56 @@ the baseline state keeps only ``width / c`` of the weights.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from invarlock_core.optional_deps import require
 from invarlock_guards.spectral_norm import start_seed
 
-__all__ = ["SKETCH_WIDTH", "relative_change", "sketch_matrix"]
+__all__ = ["SKETCH_WIDTH", "relative_changes", "sketch_stack"]
 
 SKETCH_WIDTH = 16
 _SALT = 7_919  # keeps sketch probes independent of the Krylov start vectors
 
 
-def sketch_matrix(matrix: Any, key: str, *, seed: int, width: int = SKETCH_WIDTH) -> Any:
-    """``W Ω`` as a float32 CPU tensor (``None`` for a non-finite matrix)."""
+def sketch_stack(
+    stack: Any, keys: Sequence[str], *, seed: int, width: int = SKETCH_WIDTH
+) -> list[Any]:
+    """``W Ω`` of each matrix of an oriented stack (``[batch, r, c]``, ``c <= r``, see
+    :func:`~invarlock_guards.spectral_norm.matrix_stacks`), as float32 CPU tensors."""
     torch = require("torch", purpose="weight sketches")
-    work = matrix.detach().to(torch.float32)
-    if work.shape[0] < work.shape[1]:
-        work = work.T
-    generator = torch.Generator().manual_seed(start_seed(seed + _SALT, key))
-    probe = torch.randn(work.shape[1], width, generator=generator).to(work.device)
-    return (work @ probe).cpu()
+    probes = []
+    for key in keys:
+        generator = torch.Generator().manual_seed(start_seed(seed + _SALT, key))
+        probes.append(torch.randn(stack.shape[-1], width, generator=generator))
+    sketches = (stack @ torch.stack(probes).to(stack.device)).cpu()
+    return list(sketches.unbind(0))
 
 
-def relative_change(baseline: Any, subject: Any) -> float:
-    """``‖S_subject − S_baseline‖_F / ‖S_baseline‖_F`` (``inf`` when only the subject is non-zero)."""
+def relative_changes(baseline: Mapping[str, Any], subject: Mapping[str, Any]) -> dict[str, float]:
+    """``‖S_subject − S_baseline‖_F / ‖S_baseline‖_F`` per name present in both (``nan`` when
+    the shapes differ, ``inf`` when only the subject is non-zero), computed per shape at once."""
     torch = require("torch", purpose="weight sketches")
-    if baseline.shape != subject.shape:
-        return math.nan
-    base = float(torch.linalg.vector_norm(baseline))
-    diff = float(torch.linalg.vector_norm(subject - baseline))
-    if base == 0.0:
-        return 0.0 if diff == 0.0 else math.inf
-    return diff / base
+    changes: dict[str, float] = {}
+    groups: dict[tuple[tuple[int, ...], tuple[int, ...]], list[str]] = {}
+    for name in sorted(baseline.keys() & subject.keys()):
+        shapes = (tuple(baseline[name].shape), tuple(subject[name].shape))
+        if shapes[0] != shapes[1]:
+            changes[name] = math.nan
+        else:
+            groups.setdefault(shapes, []).append(name)
+    for names in groups.values():
+        base = torch.stack([baseline[name] for name in names])
+        subj = torch.stack([subject[name] for name in names])
+        norms = torch.stack(
+            [
+                torch.linalg.vector_norm(base, dim=(1, 2)),
+                torch.linalg.vector_norm(subj - base, dim=(1, 2)),
+            ]
+        )
+        for name, (norm, diff) in zip(names, zip(*norms.tolist())):
+            if norm == 0.0:
+                changes[name] = 0.0 if diff == 0.0 else math.inf
+            else:
+                changes[name] = diff / norm
+    return changes

@@ -1,0 +1,236 @@
+"""Gram matrices of module outputs, queued during a forward pass and solved together afterwards.
+
+The RMT guard needs ``σ_max(Ŷ)`` of each tracked module's output ``Y`` (``m`` tokens x ``n``
+features) with every column standardised to zero mean and unit variance. For a narrow output the
+hooks keep only the centred Gram ``Y_cᵀY_c`` (``n x n``); its diagonal holds the column variances,
+and a non-finite activation shows up there as NaN.
+
+A plain linear layer (``torch.nn.Linear``, transformers' ``Conv1D``: ``y = x A + b``, ``A`` of
+``k x n``) is measured from its *input* when that is no larger than its output, or when the layer
+reads the same tensor as the layer before it (query, key and value; gate and up). The centred
+output is ``Y_c = X_c A``; with ``RᵀR = X_cᵀX_c`` (Cholesky) and ``S = R A`` the output's column
+variances are the squared column norms of ``S`` over ``m``, and after scaling those columns to
+unit variance ``σ_max(Ŷ) = σ_max(S)``: exact up to rounding, one input Gram shared by the layers
+that read it, and a ``min(k, n)``-sided eigenproblem.
+
+After the pass all queued problems are standardised and solved in stacks, grouped by shape, so the
+cost is a handful of batched operations rather than a few per module.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+from invarlock_core.optional_deps import require
+from invarlock_guards.spectral_norm import (
+    KrylovSettings,
+    gram_singular_values,
+    top_singular_values,
+)
+
+__all__ = ["RMT_KRYLOV", "GramQueue", "column_scales", "edge_ratio", "linear_map"]
+
+RMT_KRYLOV = KrylovSettings(tolerance=5e-3, max_iterations=32, block_size=4)
+"""Krylov settings of the RMT ratios (tolerance on σ; the guard's ε bands are 10%)."""
+
+
+def linear_map(module: Any, torch: Any) -> Any | None:
+    """The ``in x out`` matrix ``A`` with ``output = input @ A + bias`` of a plain linear layer
+    whose input side is small enough for a Gram (a view, never a copy), or ``None`` for any other
+    module (subclasses may compute something else)."""
+    kind = type(module)
+    if kind is torch.nn.Linear:
+        matrix = module.weight.mT
+    elif kind.__name__ == "Conv1D" and kind.__module__ == "transformers.pytorch_utils":
+        matrix = module.weight
+    else:
+        return None
+    return matrix if matrix.ndim == 2 and matrix.shape[0] <= RMT_KRYLOV.gram_below else None
+
+
+def column_scales(variance: Any, torch: Any) -> Any:
+    """``1/std`` per column; constant columns get 0 (they carry no direction). Batched over the
+    leading dimensions."""
+    std = variance.clamp_min(0.0).sqrt()
+    live = std > 1e-12 * std.amax(dim=-1, keepdim=True).clamp_min(1e-30)
+    return torch.where(live, 1.0 / std.clamp_min(1e-30), torch.zeros_like(std))
+
+
+def edge_ratio(sigma: float, rows: int, cols: int) -> float:
+    """``σ`` over the Marchenko–Pastur bulk edge ``√rows + √cols`` of a pure-noise matrix."""
+    return sigma / (math.sqrt(rows) + math.sqrt(cols))
+
+
+def _centred_gram(activation: Any) -> tuple[Any, int]:
+    """``CᵀC`` of an activation's centred columns (tokens x features), and its token count."""
+    matrix = activation.detach().reshape(-1, activation.shape[-1]).float()
+    centred = matrix - matrix.mean(dim=0, keepdim=True)
+    return centred.mT @ centred, int(matrix.shape[0])
+
+
+def _grouped(items: Iterable[tuple[Any, Any]]) -> dict[Any, list[Any]]:
+    groups: dict[Any, list[Any]] = {}
+    for key, item in items:
+        groups.setdefault(key, []).append(item)
+    return groups
+
+
+def _roots(grams: list[Any], torch: Any) -> list[Any | None]:
+    """``R`` with ``RᵀR ≈ gram`` for each Gram (``None`` when it is not finite), solved in stacks.
+
+    The Cholesky factor ``Lᵀ``. A singular Gram (a LayerNorm output lies in a hyperplane, a
+    feature may be constant) is, after float32 accumulation, indefinite at rounding level: it gets
+    a ridge of ``k·ε₃₂`` times its mean diagonal (``k`` features), the size of that rounding, and
+    ``Λ^½ Qᵀ`` from an eigendecomposition is the last resort.
+    """
+    roots: list[Any | None] = [None] * len(grams)
+    by_side = _grouped((int(gram.shape[0]), index) for index, gram in enumerate(grams))
+    epsilon = torch.finfo(torch.float32).eps
+    for side, members in by_side.items():
+        stack = torch.stack([grams[i] for i in members]).double()
+        diagonal = stack.diagonal(dim1=1, dim2=2)
+        finite = torch.isfinite(diagonal).all(dim=1)
+        stack = torch.where(finite[:, None, None], stack, torch.eye(side).to(stack))
+        lower, info = torch.linalg.cholesky_ex(stack)
+        if bool((info != 0).any()):
+            ridge = side * epsilon * diagonal.mean(dim=1).clamp_min(1e-300)
+            retry, retry_info = torch.linalg.cholesky_ex(
+                stack + ridge[:, None, None] * torch.eye(side).to(stack)
+            )
+            failed = info != 0
+            lower = torch.where(failed[:, None, None], retry, lower)
+            info = torch.where(failed, retry_info, info)
+        for position, (index, ok, status) in enumerate(
+            zip(members, finite.tolist(), info.tolist())
+        ):
+            if not ok:
+                continue
+            if status == 0:
+                roots[index] = lower[position].mT
+            else:
+                values, vectors = torch.linalg.eigh(stack[position])
+                roots[index] = (vectors * values.clamp_min(0.0).sqrt()).mT
+    return roots
+
+
+@attrs.define
+class GramQueue:
+    """The RMT problems of one pass: queued per batch by the hooks, solved by :meth:`solve`."""
+
+    seed: int
+    ratios: dict[str, list[tuple[float, int, int]]] = attrs.field(factory=dict)
+    """Module -> (ratio, tokens, features) per batch, filled by :meth:`solve`."""
+    nonfinite: set[str] = attrs.field(factory=set)
+    """Modules with a non-finite activation."""
+    ready: list[tuple[str, Any, int, int]] = attrs.field(factory=list)
+    """Standardised Grams: (module, Gram, tokens, output features)."""
+    outputs: list[tuple[str, Any, int]] = attrs.field(factory=list)
+    """This batch's output Grams: (module, centred ``YᵀY``, tokens)."""
+    inputs: list[tuple[Any, int]] = attrs.field(factory=list)
+    """This batch's input Grams of linear layers: (centred ``XᵀX``, tokens)."""
+    linear: list[tuple[str, int, Any]] = attrs.field(factory=list)
+    """This batch's linear layers: (module, index into ``inputs``, ``A``)."""
+    last_input: tuple[Any, int] | None = None
+    """The last input Gram's tensor (weakly) and index: shared by layers reading one tensor."""
+
+    def add_output(self, name: str, activation: Any) -> None:
+        """Queue a narrow output by its centred Gram; measure a wide one now (Krylov iteration on
+        the standardised output, which then goes out of scope)."""
+        torch = require("torch", purpose="activation probes")
+        cols = int(activation.shape[-1])
+        rows = activation.numel() // max(1, cols)
+        if cols <= min(rows, RMT_KRYLOV.gram_below):
+            gram, rows = _centred_gram(activation)
+            self.outputs.append((name, gram, rows))
+            return
+        matrix = activation.detach().reshape(-1, cols).float()
+        centred = matrix - matrix.mean(dim=0, keepdim=True)
+        if not bool(torch.isfinite(centred).all()):
+            self.nonfinite.add(name)
+            return
+        scaled = centred * column_scales(centred.pow(2).mean(dim=0), torch)
+        sigma = top_singular_values([scaled], [name], seed=self.seed, settings=RMT_KRYLOV)[0]
+        self.ratios.setdefault(name, []).append((edge_ratio(sigma, rows, cols), rows, cols))
+
+    def shares_input(self, activation: Any) -> bool:
+        """Whether the last linear layer queued read this very tensor (its Gram is free)."""
+        return self.last_input is not None and self.last_input[0]() is activation
+
+    def add_linear(self, name: str, matrix: Any, activation: Any) -> None:
+        """Queue a linear layer's output by its input ``activation`` and matrix ``A``."""
+        if self.last_input is not None and self.last_input[0]() is activation:
+            index = self.last_input[1]
+        else:
+            self.inputs.append(_centred_gram(activation))
+            index = len(self.inputs) - 1
+            self.last_input = (weakref.ref(activation), index)
+        self.linear.append((name, index, matrix))
+
+    def close_batch(self) -> None:
+        """Standardise this batch's Grams, stacked by shape, into :attr:`ready`."""
+        torch = require("torch", purpose="activation probes")
+        self.last_input = None
+        with torch.no_grad():
+            self._standardise_outputs(torch)
+            self._standardise_linear(torch)
+
+    def _standardise_outputs(self, torch: Any) -> None:
+        for members in _grouped((int(g.shape[0]), (n, g, r)) for n, g, r in self.outputs).values():
+            stack = torch.stack([gram for _n, gram, _r in members])
+            rows = torch.tensor([float(r) for _n, _g, r in members])[:, None]
+            scales = column_scales(stack.diagonal(dim1=1, dim2=2) / rows, torch)
+            stack = stack * scales[:, :, None] * scales[:, None, :]
+            for (name, _gram, tokens), gram in zip(members, stack.unbind(0)):
+                self.ready.append((name, gram, tokens, int(gram.shape[0])))
+        self.outputs.clear()
+
+    def _standardise_linear(self, torch: Any) -> None:
+        roots = _roots([gram for gram, _rows in self.inputs], torch)
+        usable = []
+        for name, index, matrix in self.linear:
+            if roots[index] is None:
+                self.nonfinite.add(name)
+            else:
+                usable.append((name, index, matrix))
+        for (inputs, outputs), members in _grouped(
+            (tuple(a.shape), (n, i, a)) for n, i, a in usable
+        ).items():
+            root = torch.stack([roots[index] for _n, index, _a in members]).float()
+            factor = root @ torch.stack([a.detach() for _n, _i, a in members]).to(root)
+            rows = torch.tensor([float(self.inputs[i][1]) for _n, i, _a in members]).to(root)
+            variance = factor.pow(2).sum(dim=1) / rows[:, None]
+            factor = factor * column_scales(variance, torch)[:, None, :]
+            small = factor @ factor.mT if inputs <= outputs else factor.mT @ factor
+            for (name, index, _a), gram in zip(members, small.unbind(0)):
+                self.ready.append((name, gram, self.inputs[index][1], outputs))
+        self.inputs.clear()
+        self.linear.clear()
+
+    def solve(self) -> None:
+        """Solve every standardised Gram into :attr:`ratios`: exactly solvable sizes as they
+        are, larger ones zero-padded to one size (padding adds only zero eigenvalues) for one
+        stacked Krylov run."""
+        if not self.ready:
+            return
+        torch = require("torch", purpose="activation probes")
+        large = [
+            int(g.shape[0]) for _n, g, _r, _c in self.ready if g.shape[0] > RMT_KRYLOV.exact_below
+        ]
+        side = max(large, default=0)
+        grams = []
+        for _name, gram, _rows, _cols in self.ready:
+            pad = side - int(gram.shape[0]) if gram.shape[0] > RMT_KRYLOV.exact_below else 0
+            grams.append(torch.nn.functional.pad(gram, (0, pad, 0, pad)) if pad else gram)
+        names = [name for name, _g, _r, _c in self.ready]
+        sigmas = gram_singular_values(grams, names, seed=self.seed, settings=RMT_KRYLOV)
+        for (name, _gram, rows, cols), sigma in zip(self.ready, sigmas):
+            if math.isnan(sigma):
+                self.nonfinite.add(name)
+            else:
+                self.ratios.setdefault(name, []).append((edge_ratio(sigma, rows, cols), rows, cols))
+        self.ready.clear()

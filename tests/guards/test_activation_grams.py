@@ -1,0 +1,109 @@
+"""The RMT ratios' Gram bookkeeping: a linear layer measured from its input equals the same layer
+measured from its output, the input Gram is shared, singular inputs are handled, and non-finite
+activations are reported rather than solved."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+from guards_support import Loaded
+
+import invarlock_guards.activation_probe as activation_probe
+from invarlock_guards.activation_grams import GramQueue, linear_map
+
+
+def _probe(model: Loaded) -> activation_probe.ActivationProbe:
+    return activation_probe._run(model.baseline(), seed=0, scales=None, want_rmt=True)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "mixtral", "bert"])
+def test_input_gram_path_equals_the_output_gram_path(
+    arch: str, guard_model: Callable[[str], Loaded], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = guard_model(arch)
+    linear = sum(
+        linear_map(module, torch) is not None
+        for module in activation_probe.rmt_modules(model.loaded.model).values()
+    )
+    assert linear > 0  # the models do have plain linear layers on the fast path
+    fast = _probe(model)
+    monkeypatch.setattr(activation_probe, "linear_map", lambda *_args: None)
+    direct = _probe(model)
+    assert fast.rmt.keys() == direct.rmt.keys()
+    for name, ratio in direct.rmt.items():
+        assert fast.rmt[name].tokens == ratio.tokens
+        assert fast.rmt[name].features == ratio.features
+        # The direct path solves outputs wider than 64 features by Krylov iteration (tolerance
+        # 5e-3 on σ); the input path solves them exactly.
+        assert fast.rmt[name].ratio == pytest.approx(ratio.ratio, rel=5e-3)
+
+
+def _queued(queue: GramQueue, layers: list[tuple[str, Any]], source: torch.Tensor) -> None:
+    for name, layer in layers:
+        matrix = linear_map(layer, torch)
+        assert matrix is not None
+        queue.add_linear(name, matrix, source)
+    queue.close_batch()
+    queue.solve()
+
+
+def _reference_ratio(output: torch.Tensor) -> float:
+    centred = output - output.mean(dim=0, keepdim=True)
+    std = centred.pow(2).mean(dim=0).sqrt()
+    scaled = centred / torch.where(std > 0, std, torch.ones_like(std))
+    scaled = torch.where(std > 0, scaled, torch.zeros_like(scaled))
+    rows, cols = output.shape
+    sigma = float(torch.linalg.matrix_norm(scaled.double(), ord=2))
+    return sigma / (rows**0.5 + cols**0.5)
+
+
+def test_layers_reading_one_tensor_share_its_gram_and_singular_inputs_are_exact() -> None:
+    torch.manual_seed(0)
+    source = torch.randn(200, 16)
+    source = source - source.mean(dim=1, keepdim=True)  # rows in a hyperplane: a singular Gram
+    source[:, 3] = 2.5  # and a constant feature
+    layers = [(f"l{i}", torch.nn.Linear(16, width)) for i, width in enumerate((40, 16, 8))]
+    queue = GramQueue(seed=0)
+    with torch.no_grad():
+        _queued(queue, layers, source)
+        for name, layer in layers:
+            ((ratio, rows, cols),) = queue.ratios[name]
+            assert (rows, cols) == (200, layer.out_features)
+            assert ratio == pytest.approx(_reference_ratio(layer(source)), rel=1e-4)
+    assert not queue.nonfinite
+
+
+def test_one_input_gram_for_consecutive_layers_reading_one_tensor() -> None:
+    source = torch.randn(64, 8)
+    queue = GramQueue(seed=0)
+    first, second = torch.nn.Linear(8, 12), torch.nn.Linear(8, 4)
+    for name, layer in (("a", first), ("b", second)):
+        matrix = linear_map(layer, torch)
+        assert matrix is not None
+        queue.add_linear(name, matrix, source)
+    assert len(queue.inputs) == 1
+    queue.add_linear("c", linear_map(first, torch), source.clone())  # another tensor: a new Gram
+    assert len(queue.inputs) == 2
+
+
+def test_non_finite_inputs_are_reported_not_solved() -> None:
+    source = torch.randn(64, 8)
+    source[5, 2] = float("nan")
+    queue = GramQueue(seed=0)
+    with torch.no_grad():
+        _queued(queue, [("bad", torch.nn.Linear(8, 12))], source)
+    assert queue.nonfinite == {"bad"}
+    assert "bad" not in queue.ratios
+
+
+def test_only_plain_linear_layers_take_the_input_path() -> None:
+    class Scaled(torch.nn.Linear):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 2.0 * super().forward(x)
+
+    assert linear_map(torch.nn.Linear(8, 12), torch) is not None
+    assert linear_map(Scaled(8, 12), torch) is None  # a subclass may compute something else
+    assert linear_map(torch.nn.Linear(300, 12), torch) is None  # input too wide for a Gram
