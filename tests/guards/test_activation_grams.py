@@ -107,3 +107,21 @@ def test_only_plain_linear_layers_take_the_input_path() -> None:
     assert linear_map(torch.nn.Linear(8, 12), torch) is not None
     assert linear_map(Scaled(8, 12), torch) is None  # a subclass may compute something else
     assert linear_map(torch.nn.Linear(300, 12), torch) is None  # input too wide for a Gram
+
+
+def test_a_constant_input_gives_the_output_paths_zero_ratio() -> None:
+    """A collapsed norm layer feeds a constant: the output has no variance and ratio 0, and the
+    input path must not turn the Cholesky ridge into variance."""
+    source = torch.full((64, 8), 0.75)
+    source[:, 0] = torch.linspace(-1.0, 1.0, 64)  # one live feature...
+    layer = torch.nn.Linear(8, 12)
+    with torch.no_grad():
+        layer.weight[:6, 0] = 0.0  # ...which six outputs do not read: they are constant
+        queue = GramQueue(seed=0)
+        _queued(queue, [("partial", layer)], source)
+        ((ratio, _rows, _cols),) = queue.ratios["partial"]
+        assert ratio == pytest.approx(_reference_ratio(layer(source)), rel=1e-4)
+        queue = GramQueue(seed=0)
+        _queued(queue, [("dead", layer)], torch.full((64, 8), 0.75))
+        ((ratio, _rows, _cols),) = queue.ratios["dead"]
+        assert ratio == 0.0

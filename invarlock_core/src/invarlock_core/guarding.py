@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeGuard, runtime_checkable
 
 import attrs
 
@@ -195,12 +195,21 @@ class GuardChain:
         self.registry = registry
         self.order: tuple[str, ...] = tuple(dict.fromkeys(order))
         self._states: dict[tuple[str, str, str], Any] = {}
+        self._keys: dict[int, tuple[GuardContext, str]] = {}
+        self._observing_types: dict[type, bool] = {}
         self.prepare_calls = 0
 
     def _context_key(self, context: GuardContext) -> str:
-        return canonical_digest(
+        # Memoised per context object (kept alive here, so its id is never reused); contexts are
+        # frozen, but their options may be a mutable mapping, so they are not hashed.
+        known = self._keys.get(id(context))
+        if known is not None and known[0] is context:
+            return known[1]
+        key = canonical_digest(
             {"tier": context.tier, "options": dict(context.options), "seed": context.seed}
         )
+        self._keys[id(context)] = (context, key)
+        return key
 
     def baseline_state(self, name: str, baseline: ModelUnderTest, context: GuardContext) -> Any:
         """The cached baseline state of guard ``name`` (computed on first use)."""
@@ -209,6 +218,13 @@ class GuardChain:
             self._states[key] = self.registry.get(name).prepare(baseline, context)
             self.prepare_calls += 1
         return self._states[key]
+
+    def _observing(self, guard: Guard) -> TypeGuard[ObservingGuard]:
+        # A runtime protocol check walks the protocol's members each time: once per guard type.
+        kind = type(guard)
+        if kind not in self._observing_types:
+            self._observing_types[kind] = isinstance(guard, ObservingGuard)
+        return self._observing_types[kind]
 
     def observers(
         self, model: ModelUnderTest, contexts: Mapping[str, GuardContext]
@@ -222,7 +238,7 @@ class GuardChain:
             guard = self.registry.get(name)
             context = contexts.get(name, GuardContext())
             cached = (name, model.digest, self._context_key(context)) in self._states
-            if (model.role == "baseline" and cached) or not isinstance(guard, ObservingGuard):
+            if (model.role == "baseline" and cached) or not self._observing(guard):
                 continue
             observer = guard.observer(model, context)
             if observer is not None and all(observer is not known for known in found):

@@ -83,38 +83,32 @@ def _grouped(items: Iterable[tuple[Any, Any]]) -> dict[Any, list[Any]]:
 def _roots(grams: list[Any], torch: Any) -> list[Any | None]:
     """``R`` with ``RᵀR ≈ gram`` for each Gram (``None`` when it is not finite), solved in stacks.
 
-    The Cholesky factor ``Lᵀ``. A singular Gram (a LayerNorm output lies in a hyperplane, a
-    feature may be constant) is, after float32 accumulation, indefinite at rounding level: it gets
-    a ridge of ``k·ε₃₂`` times its mean diagonal (``k`` features), the size of that rounding, and
-    ``Λ^½ Qᵀ`` from an eigendecomposition is the last resort.
+    The Cholesky factor ``Lᵀ`` of the Gram plus a ridge of ``k·ε₃₂`` times its mean diagonal
+    (``k`` features): a float32 Gram is only known to about that precision, and a singular one (a
+    LayerNorm output lies in a hyperplane; a feature may be constant) is indefinite at that level
+    without the ridge. The ridge moves ``σ²`` by less than ``k·ε₃₂`` relative (``8e-6`` at
+    ``k = 64``). ``Λ^½ Qᵀ`` from a float64 eigendecomposition is the fallback.
     """
     roots: list[Any | None] = [None] * len(grams)
     by_side = _grouped((int(gram.shape[0]), index) for index, gram in enumerate(grams))
     epsilon = torch.finfo(torch.float32).eps
     for side, members in by_side.items():
-        stack = torch.stack([grams[i] for i in members]).double()
-        diagonal = stack.diagonal(dim1=1, dim2=2)
-        finite = torch.isfinite(diagonal).all(dim=1)
-        stack = torch.where(finite[:, None, None], stack, torch.eye(side).to(stack))
-        lower, info = torch.linalg.cholesky_ex(stack)
-        if bool((info != 0).any()):
-            ridge = side * epsilon * diagonal.mean(dim=1).clamp_min(1e-300)
-            retry, retry_info = torch.linalg.cholesky_ex(
-                stack + ridge[:, None, None] * torch.eye(side).to(stack)
-            )
-            failed = info != 0
-            lower = torch.where(failed[:, None, None], retry, lower)
-            info = torch.where(failed, retry_info, info)
-        for position, (index, ok, status) in enumerate(
-            zip(members, finite.tolist(), info.tolist())
-        ):
+        stack = torch.stack([grams[i] for i in members]).float()
+        identity = torch.eye(side, dtype=stack.dtype, device=stack.device)
+        finite = torch.isfinite(stack.diagonal(dim1=1, dim2=2)).all(dim=1).tolist()
+        if not all(finite):
+            flags = torch.tensor(finite, device=stack.device)
+            stack = torch.where(flags[:, None, None], stack, identity)
+        ridge = side * epsilon * stack.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(1e-30)
+        lower, info = torch.linalg.cholesky_ex(stack + ridge[:, None, None] * identity)
+        for position, (index, ok, status) in enumerate(zip(members, finite, info.tolist())):
             if not ok:
                 continue
             if status == 0:
                 roots[index] = lower[position].mT
             else:
-                values, vectors = torch.linalg.eigh(stack[position])
-                roots[index] = (vectors * values.clamp_min(0.0).sqrt()).mT
+                values, vectors = torch.linalg.eigh(stack[position].double())
+                roots[index] = (vectors * values.clamp_min(0.0).sqrt()).mT.float()
     return roots
 
 
@@ -197,17 +191,29 @@ class GramQueue:
                 self.nonfinite.add(name)
             else:
                 usable.append((name, index, matrix))
-        for (inputs, outputs), members in _grouped(
-            (tuple(a.shape), (n, i, a)) for n, i, a in usable
-        ).items():
-            root = torch.stack([roots[index] for _n, index, _a in members]).float()
-            factor = root @ torch.stack([a.detach() for _n, _i, a in members]).to(root)
+        # One stack per input width: narrower outputs are zero-padded to the widest (a zero column
+        # has no variance, gets scale 0 and adds nothing), so ``S Sᵀ`` keeps the input's size.
+        for inputs, members in _grouped((int(a.shape[0]), (n, i, a)) for n, i, a in usable).items():
+            widest = max(int(a.shape[1]) for _n, _i, a in members)
+            matrices = [a.detach() for _n, _i, a in members]
+            padded = [
+                torch.nn.functional.pad(a, (0, widest - int(a.shape[1])))
+                if a.shape[1] < widest
+                else a
+                for a in matrices
+            ]
+            root = torch.stack([roots[index] for _n, index, _a in members])
+            weights = torch.stack(padded).to(root)
+            factor = root @ weights
+            # Column variances from the exact Gram (not the ridged root): a column that only a
+            # constant input feeds keeps variance 0, hence scale 0, as its output Gram would give.
+            gram = torch.stack([self.inputs[i][0] for _n, i, _a in members]).to(root)
             rows = torch.tensor([float(self.inputs[i][1]) for _n, i, _a in members]).to(root)
-            variance = factor.pow(2).sum(dim=1) / rows[:, None]
+            variance = ((gram @ weights) * weights).sum(dim=1) / rows[:, None]
             factor = factor * column_scales(variance, torch)[:, None, :]
-            small = factor @ factor.mT if inputs <= outputs else factor.mT @ factor
-            for (name, index, _a), gram in zip(members, small.unbind(0)):
-                self.ready.append((name, gram, self.inputs[index][1], outputs))
+            small = factor @ factor.mT if inputs <= widest else factor.mT @ factor
+            for (name, index, matrix), gram in zip(members, small.unbind(0)):
+                self.ready.append((name, gram, self.inputs[index][1], int(matrix.shape[1])))
         self.inputs.clear()
         self.linear.clear()
 

@@ -157,12 +157,13 @@ def measure_spectra(
                 [
                     stack_singular_values(stack, names, seed=seed, settings=krylov).float(),
                     torch.linalg.vector_norm(stack, dim=(1, 2)),
-                    (~present.any(dim=2)).sum(dim=1).float(),  # all-zero oriented rows
-                    (~present.any(dim=1)).sum(dim=1).float(),  # all-zero oriented columns
+                    present.any(dim=2).sum(dim=1, dtype=torch.float32),  # non-zero rows
+                    present.any(dim=1).sum(dim=1, dtype=torch.float32),  # non-zero columns
                 ],
                 dim=1,
             ).tolist()
-            for matrix, sketch, (sigma, frobenius, zero_long, zero_short), finite, flip in zip(
+            long, short = int(stack.shape[1]), int(stack.shape[2])
+            for matrix, sketch, (sigma, frobenius, live_long, live_short), finite, flip in zip(
                 members,
                 sketch_stack(stack, names, seed=seed),
                 statistics,
@@ -172,6 +173,7 @@ def measure_spectra(
                 rows, cols = matrix.tensor.shape
                 if finite:
                     sketches[matrix.name] = sketch
+                zero_long, zero_short = long - live_long, short - live_short  # oriented
                 zero_rows, zero_cols = (zero_short, zero_long) if flip else (zero_long, zero_short)
                 spectra[matrix.name] = MatrixSpectrum(
                     family=matrix.family,

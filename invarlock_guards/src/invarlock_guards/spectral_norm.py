@@ -99,11 +99,10 @@ def matrix_stacks(matrices: Sequence[Any], keys: Sequence[str]) -> Iterator[Matr
                 chunk = members[start : start + per_chunk]
                 transposed = tuple(matrices[i].shape[0] < matrices[i].shape[1] for i in chunk)
                 stack = torch.stack(
-                    [
-                        (matrices[i].T if flip else matrices[i]).detach().to(torch.float32)
-                        for i, flip in zip(chunk, transposed)
-                    ]
+                    [(matrices[i].T if flip else matrices[i]) for i, flip in zip(chunk, transposed)]
                 )
+                if stack.dtype != torch.float32:
+                    stack = stack.to(torch.float32)
                 yield MatrixStack(tuple(chunk), *_zero_nonfinite(stack, torch), transposed)
 
 

@@ -10,6 +10,7 @@ the baseline state keeps only ``width / c`` of the weights.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -29,12 +30,25 @@ def sketch_stack(
     """``W Ω`` of each matrix of an oriented stack (``[batch, r, c]``, ``c <= r``, see
     :func:`~invarlock_guards.spectral_norm.matrix_stacks`), as float32 CPU tensors."""
     torch = require("torch", purpose="weight sketches")
-    probes = []
-    for key in keys:
-        generator = torch.Generator().manual_seed(start_seed(seed + _SALT, key))
-        probes.append(torch.randn(stack.shape[-1], width, generator=generator))
-    sketches = (stack @ torch.stack(probes).to(stack.device)).cpu()
+    side = int(stack.shape[-1])
+    draw = _small_probe if side * width <= _CACHED_PROBE_ELEMENTS else _probe
+    probes = torch.stack([draw(seed, key, side, width) for key in keys])
+    sketches = (stack @ probes.to(stack.device)).cpu()
     return list(sketches.unbind(0))
+
+
+_CACHED_PROBE_ELEMENTS = 1 << 14
+"""Probes up to this size (64 KiB) are cached: the subject reuses the baseline's, and drawing
+them dominated the sketch of a small matrix."""
+
+
+def _probe(seed: int, key: str, side: int, width: int) -> Any:
+    torch = require("torch", purpose="weight sketches")
+    generator = torch.Generator().manual_seed(start_seed(seed + _SALT, key))
+    return torch.randn(side, width, generator=generator)
+
+
+_small_probe = functools.lru_cache(maxsize=4096)(_probe)
 
 
 def relative_changes(baseline: Mapping[str, Any], subject: Mapping[str, Any]) -> dict[str, float]:
