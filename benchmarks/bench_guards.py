@@ -162,7 +162,7 @@ def _evaluate_once(run: int, *, request: dict[str, Any], out: Path, registries: 
     return evaluate(EvaluationRequest(out=out / str(run), **request), registries=registries)
 
 
-def bench_chain_fraction(archs: list[str], device: str, runs_per_arch: int = 5) -> None:
+def bench_chain_fraction(archs: list[str], device: str, runs_per_arch: int = 9) -> None:
     """Median guard shares over ``runs_per_arch`` evaluations per architecture and window set."""
     from invarlock_core.plugins import get_registries
     from invarlock_core.testing import tiny_model
