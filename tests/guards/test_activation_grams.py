@@ -125,3 +125,19 @@ def test_a_constant_input_gives_the_output_paths_zero_ratio() -> None:
         _queued(queue, [("dead", layer)], torch.full((64, 8), 0.75))
         ((ratio, _rows, _cols),) = queue.ratios["dead"]
         assert ratio == 0.0
+
+
+def test_a_float16_overflow_is_reported_on_the_input_path() -> None:
+    """float16 outputs can overflow where the float32 input path cannot: the hook checks them."""
+    layer = torch.nn.Linear(8, 12).half()
+    with torch.no_grad():
+        layer.weight.fill_(1000.0)
+        source = torch.full((4, 8), 100.0, dtype=torch.float16)  # 8 x 1e5: beyond float16's range
+        output = layer(source)
+        assert not bool(torch.isfinite(output).all())
+        recorder = activation_probe._Recorder(GramQueue(seed=0), active=True)
+        hook = activation_probe._rmt_hook(recorder, "big", linear_map(layer, torch), torch)
+        hook(layer, (source,), output)
+    assert recorder.error is None
+    assert recorder.queue.nonfinite == {"big"}
+    assert not recorder.queue.linear

@@ -157,7 +157,8 @@ class GramQueue:
 
     def add_linear(self, name: str, matrix: Any, activation: Any) -> None:
         """Queue a linear layer's output by its input ``activation`` and matrix ``A``."""
-        if self.last_input is not None and self.last_input[0]() is activation:
+        if self.shares_input(activation):
+            assert self.last_input is not None
             index = self.last_input[1]
         else:
             self.inputs.append(_centred_gram(activation))

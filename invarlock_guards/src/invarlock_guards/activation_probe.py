@@ -193,7 +193,11 @@ def _rmt_hook(recorder: _Recorder, name: str, matrix: Any | None, torch: Any) ->
                 and (source.shape[-1], output.shape[-1]) == tuple(matrix.shape)
                 and (matrix.shape[0] <= matrix.shape[1] or queue.shares_input(source))
             ):
-                queue.add_linear(name, matrix, source)
+                # float16 can overflow where the float32 input path cannot: check the output.
+                if output.dtype == torch.float16 and not bool(torch.isfinite(output).all()):
+                    queue.nonfinite.add(name)
+                else:
+                    queue.add_linear(name, matrix, source)
                 return
         queue.add_output(name, tensor)
 

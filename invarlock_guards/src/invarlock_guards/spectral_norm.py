@@ -92,18 +92,20 @@ def matrix_stacks(matrices: Sequence[Any], keys: Sequence[str]) -> Iterator[Matr
             )
         rows, cols = matrix.shape
         groups.setdefault((max(rows, cols), min(rows, cols), str(matrix.device)), []).append(index)
-    with torch.no_grad():
-        for (rows, cols, _device), members in groups.items():
-            per_chunk = max(1, _MAX_STACK_ELEMENTS // max(1, rows * cols))
-            for start in range(0, len(members), per_chunk):
-                chunk = members[start : start + per_chunk]
-                transposed = tuple(matrices[i].shape[0] < matrices[i].shape[1] for i in chunk)
+    for (rows, cols, _device), members in groups.items():
+        per_chunk = max(1, _MAX_STACK_ELEMENTS // max(1, rows * cols))
+        for start in range(0, len(members), per_chunk):
+            chunk = members[start : start + per_chunk]
+            transposed = tuple(matrices[i].shape[0] < matrices[i].shape[1] for i in chunk)
+            # Not around the yield: a generator must not leave grad mode changed for its caller.
+            with torch.no_grad():
                 stack = torch.stack(
                     [(matrices[i].T if flip else matrices[i]) for i, flip in zip(chunk, transposed)]
                 )
                 if stack.dtype != torch.float32:
                     stack = stack.to(torch.float32)
-                yield MatrixStack(tuple(chunk), *_zero_nonfinite(stack, torch), transposed)
+                stack, finite = _zero_nonfinite(stack, torch)
+            yield MatrixStack(tuple(chunk), stack, finite, transposed)
 
 
 def _zero_nonfinite(stack: Any, torch: Any) -> tuple[Any, tuple[bool, ...]]:
