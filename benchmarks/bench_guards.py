@@ -3,7 +3,9 @@
 1. Spectral σ_max of a stack of large matrices: the guards' block Krylov estimator vs
    ``torch.linalg.svdvals`` (the exact reference), on a trained-like spectrum (power-law decay) and
    on pure Gaussian matrices (the hard case: no gap at the top of the spectrum).
-2. Guard-chain time as a fraction of the paired evaluation (``invarlock_core.evaluation.evaluate``)
+2. The RMT ratio of a wide module output: the probe's matrix-free iteration vs a standardised copy
+   and ``torch.linalg.svdvals``.
+3. Guard-chain time as a fraction of the paired evaluation (``invarlock_core.evaluation.evaluate``)
    on tiny GPT-2, LLaMA and Mixtral checkpoints: (baseline prepare + subject validate) over the
    evaluation's wall time and over (baseline + subject window scoring), for the dev profile and a
    larger window set.
@@ -90,6 +92,54 @@ def bench_sigma(size: int, count: int, device: str, repeats: int) -> None:
         print(
             f"  {label:12s} krylov {ours_s:7.3f}s  svdvals {ref_s:7.3f}s  speedup {ref_s / ours_s:6.1f}x  "
             f"max rel error {error:.2e}"
+        )
+
+
+def bench_wide_rmt(device: str, repeats: int) -> None:
+    """RMT ratio of wide outputs (more than 256 features, as in any real model): the probe's
+    matrix-free path (one centring pass, column scales applied inside the Krylov iteration) vs the
+    reference (a standardised copy and ``torch.linalg.svdvals``)."""
+    import torch
+
+    from invarlock_guards.activation_grams import GramQueue, column_scales
+
+    generator = torch.Generator().manual_seed(0)
+    tokens = 1024  # 8 calibration windows of 128 tokens
+    outputs = {}
+    for features in (768, 2304, 3072):  # GPT-2 small's projection outputs
+        signal = torch.randn(tokens, 32, generator=generator) @ torch.randn(
+            32, features, generator=generator
+        )
+        outputs[features] = (signal + torch.randn(tokens, features, generator=generator)).to(device)
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    def ours(output: Any) -> float:
+        queue = GramQueue(seed=0)
+        queue.add_output("m", output)
+        return queue.ratios["m"][0][0]
+
+    def reference(output: Any) -> float:
+        centred = output - output.mean(dim=0)
+        scaled = centred * column_scales(centred.pow(2).mean(dim=0), torch)
+        sigma = float(torch.linalg.svdvals(scaled)[0])
+        return sigma / (math.sqrt(tokens) + math.sqrt(int(output.shape[1])))
+
+    print(f"RMT ratio of one wide output ({tokens} tokens) on {device}; best of {repeats}")
+    for features, output in outputs.items():
+        ours(output)  # warm-up
+        ours_s, ref_s, error = math.inf, math.inf, 0.0
+        for _ in range(repeats):
+            t, mine = _timed(partial(ours, output), sync)
+            ours_s = min(ours_s, t)
+            t, exact = _timed(partial(reference, output), sync)
+            ref_s = min(ref_s, t)
+            error = abs(mine - exact) / exact
+        print(
+            f"  {features:5d} features  ours {ours_s * 1e3:7.1f} ms  standardise+svdvals "
+            f"{ref_s * 1e3:7.1f} ms  speedup {ref_s / ours_s:5.1f}x  rel error {error:.1e}"
         )
 
 
@@ -219,6 +269,7 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s)")
     bench_sigma(args.size, args.count, device, args.repeats)
+    bench_wide_rmt(device, args.repeats)
     bench_chain_fraction(args.archs.split(","), device)
 
 

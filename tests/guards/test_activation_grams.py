@@ -141,3 +141,27 @@ def test_a_float16_overflow_is_reported_on_the_input_path() -> None:
     assert recorder.error is None
     assert recorder.queue.nonfinite == {"big"}
     assert not recorder.queue.linear
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_wide_output_is_measured_without_a_standardised_copy(dtype: torch.dtype) -> None:
+    """Outputs wider than a Gram (> 256 features) are iterated on directly: the ratio equals the
+    reference SVD of the standardised output, constant columns included, and a NaN is reported."""
+    generator = torch.Generator().manual_seed(0)
+    output = torch.randn(3, 100, 300, generator=generator)  # 300 tokens x 300 features
+    output += torch.randn(3, 100, 4, generator=generator) @ torch.randn(4, 300, generator=generator)
+    output[..., :5] = 2.0  # constant features: no variance, no direction
+    output = output.to(dtype)
+    queue = GramQueue(seed=0)
+    queue.add_output("wide", output)
+    assert not queue.outputs  # measured at once, nothing queued
+    ((ratio, rows, cols),) = queue.ratios["wide"]
+    assert (rows, cols) == (300, 300)
+    reference = _reference_ratio(output.reshape(-1, 300).float())
+    assert ratio == pytest.approx(reference, rel=5e-3)
+    assert ratio <= reference * (1 + 1e-5)
+    broken = output.clone()
+    broken[1, 7, 42] = float("nan")
+    queue.add_output("broken", broken)
+    assert queue.nonfinite == {"broken"}
+    assert "broken" not in queue.ratios

@@ -29,8 +29,8 @@ import attrs
 from invarlock_core.optional_deps import require
 from invarlock_guards.spectral_norm import (
     KrylovSettings,
-    gram_singular_values,
-    top_singular_values,
+    gram_stack_singular_values,
+    scaled_singular_value,
 )
 
 __all__ = ["RMT_KRYLOV", "GramQueue", "column_scales", "edge_ratio", "linear_map"]
@@ -57,8 +57,9 @@ def column_scales(variance: Any, torch: Any) -> Any:
     """``1/std`` per column; constant columns get 0 (they carry no direction). Batched over the
     leading dimensions."""
     std = variance.clamp_min(0.0).sqrt()
-    live = std > 1e-12 * std.amax(dim=-1, keepdim=True).clamp_min(1e-30)
-    return torch.where(live, 1.0 / std.clamp_min(1e-30), torch.zeros_like(std))
+    # A float32 variance is at least ~1e-45, so 1/std stays finite; NaN compares False.
+    live = std > 1e-12 * std.amax(dim=-1, keepdim=True)
+    return torch.where(live, std.reciprocal(), 0.0)
 
 
 def edge_ratio(sigma: float, rows: int, cols: int) -> float:
@@ -121,8 +122,11 @@ class GramQueue:
     """Module -> (ratio, tokens, features) per batch, filled by :meth:`solve`."""
     nonfinite: set[str] = attrs.field(factory=set)
     """Modules with a non-finite activation."""
-    ready: list[tuple[str, Any, int, int]] = attrs.field(factory=list)
-    """Standardised Grams: (module, Gram, tokens, output features)."""
+    ready: list[tuple[tuple[str, ...], Any, tuple[int, ...], tuple[int, ...]]] = attrs.field(
+        factory=list
+    )
+    """Standardised Grams in stacks of one size: (modules, ``[batch, side, side]`` stack, tokens,
+    output features)."""
     outputs: list[tuple[str, Any, int]] = attrs.field(factory=list)
     """This batch's output Grams: (module, centred ``YᵀY``, tokens)."""
     inputs: list[tuple[Any, int]] = attrs.field(factory=list)
@@ -134,7 +138,8 @@ class GramQueue:
 
     def add_output(self, name: str, activation: Any) -> None:
         """Queue a narrow output by its centred Gram; measure a wide one now (Krylov iteration on
-        the standardised output, which then goes out of scope)."""
+        the centred output with the column scaling applied on the fly; it then goes out of
+        scope)."""
         torch = require("torch", purpose="activation probes")
         cols = int(activation.shape[-1])
         rows = activation.numel() // max(1, cols)
@@ -143,12 +148,17 @@ class GramQueue:
             self.outputs.append((name, gram, rows))
             return
         matrix = activation.detach().reshape(-1, cols).float()
-        centred = matrix - matrix.mean(dim=0, keepdim=True)
-        if not bool(torch.isfinite(centred).all()):
+        centred = matrix - matrix.mean(dim=0)
+        variance = centred.pow(2).mean(dim=0)  # (torch.var_mean is ~7x slower over dim 0)
+        # A non-finite activation makes its column's variance non-finite (so does one whose
+        # square overflows float32: it counts as non-finite too).
+        if not bool(torch.isfinite(variance).all()):
             self.nonfinite.add(name)
             return
-        scaled = centred * column_scales(centred.pow(2).mean(dim=0), torch)
-        sigma = top_singular_values([scaled], [name], seed=self.seed, settings=RMT_KRYLOV)[0]
+        # The column scaling is applied inside the iteration: no standardised copy is made.
+        sigma = scaled_singular_value(
+            centred, column_scales(variance, torch), name, seed=self.seed, settings=RMT_KRYLOV
+        )
         self.ratios.setdefault(name, []).append((edge_ratio(sigma, rows, cols), rows, cols))
 
     def shares_input(self, activation: Any) -> bool:
@@ -180,8 +190,10 @@ class GramQueue:
             rows = torch.tensor([float(r) for _n, _g, r in members])[:, None]
             scales = column_scales(stack.diagonal(dim1=1, dim2=2) / rows, torch)
             stack = stack * scales[:, :, None] * scales[:, None, :]
-            for (name, _gram, tokens), gram in zip(members, stack.unbind(0)):
-                self.ready.append((name, gram, tokens, int(gram.shape[0])))
+            side = int(stack.shape[-1])
+            names = tuple(name for name, _gram, _rows in members)
+            tokens = tuple(rows for _name, _gram, rows in members)
+            self.ready.append((names, stack, tokens, (side,) * len(members)))
         self.outputs.clear()
 
     def _standardise_linear(self, torch: Any) -> None:
@@ -192,52 +204,68 @@ class GramQueue:
                 self.nonfinite.add(name)
             else:
                 usable.append((name, index, matrix))
-        # One stack per input width: narrower outputs are zero-padded to the widest (a zero column
-        # has no variance, gets scale 0 and adds nothing), so ``S Sᵀ`` keeps the input's size.
-        for inputs, members in _grouped((int(a.shape[0]), (n, i, a)) for n, i, a in usable).items():
+        # Two stacks per input width: layers with at least as many outputs as inputs (solved as
+        # ``S Sᵀ``, input-sized) and layers with fewer (solved as ``SᵀS``, output-sized: k and v
+        # of grouped-query attention). Narrower outputs are zero-padded to the widest of their
+        # stack: a zero column has no variance, gets scale 0 and adds only zero eigenvalues.
+        stacks = _grouped(
+            ((int(a.shape[0]), int(a.shape[1]) < int(a.shape[0])), (n, i, a)) for n, i, a in usable
+        )
+        for (_inputs, narrow), members in stacks.items():
             widest = max(int(a.shape[1]) for _n, _i, a in members)
-            matrices = [a.detach() for _n, _i, a in members]
-            padded = [
-                torch.nn.functional.pad(a, (0, widest - int(a.shape[1])))
-                if a.shape[1] < widest
-                else a
-                for a in matrices
-            ]
             root = torch.stack([roots[index] for _n, index, _a in members])
-            weights = torch.stack(padded).to(root)
+            weights = torch.stack(
+                [
+                    torch.nn.functional.pad(a.detach(), (0, widest - int(a.shape[1])))
+                    if a.shape[1] < widest
+                    else a.detach()
+                    for _n, _i, a in members
+                ]
+            ).to(root)
             factor = root @ weights
             # Column variances from the exact Gram (not the ridged root): a column that only a
             # constant input feeds keeps variance 0, hence scale 0, as its output Gram would give.
             gram = torch.stack([self.inputs[i][0] for _n, i, _a in members]).to(root)
-            rows = torch.tensor([float(self.inputs[i][1]) for _n, i, _a in members]).to(root)
-            variance = ((gram @ weights) * weights).sum(dim=1) / rows[:, None]
+            rows = [self.inputs[i][1] for _n, i, _a in members]
+            variance = ((gram @ weights) * weights).sum(dim=1)
+            variance = variance / torch.tensor(rows, dtype=root.dtype, device=root.device)[:, None]
             factor = factor * column_scales(variance, torch)[:, None, :]
-            small = factor @ factor.mT if inputs <= widest else factor.mT @ factor
-            for (name, index, matrix), gram in zip(members, small.unbind(0)):
-                self.ready.append((name, gram, self.inputs[index][1], int(matrix.shape[1])))
+            small = factor.mT @ factor if narrow else factor @ factor.mT
+            names = tuple(name for name, _i, _a in members)
+            features = tuple(int(a.shape[1]) for _n, _i, a in members)
+            self.ready.append((names, small, tuple(rows), features))
         self.inputs.clear()
         self.linear.clear()
 
     def solve(self) -> None:
-        """Solve every standardised Gram into :attr:`ratios`: exactly solvable sizes as they
-        are, larger ones zero-padded to one size (padding adds only zero eigenvalues) for one
+        """Solve every standardised Gram into :attr:`ratios`: stacks of one exactly solvable size
+        together, larger ones zero-padded to one size (padding adds only zero eigenvalues) for one
         stacked Krylov run."""
         if not self.ready:
             return
         torch = require("torch", purpose="activation probes")
-        large = [
-            int(g.shape[0]) for _n, g, _r, _c in self.ready if g.shape[0] > RMT_KRYLOV.exact_below
-        ]
-        side = max(large, default=0)
-        grams = []
-        for _name, gram, _rows, _cols in self.ready:
-            pad = side - int(gram.shape[0]) if gram.shape[0] > RMT_KRYLOV.exact_below else 0
-            grams.append(torch.nn.functional.pad(gram, (0, pad, 0, pad)) if pad else gram)
-        names = [name for name, _g, _r, _c in self.ready]
-        sigmas = gram_singular_values(grams, names, seed=self.seed, settings=RMT_KRYLOV)
-        for (name, _gram, rows, cols), sigma in zip(self.ready, sigmas):
-            if math.isnan(sigma):
-                self.nonfinite.add(name)
-            else:
-                self.ratios.setdefault(name, []).append((edge_ratio(sigma, rows, cols), rows, cols))
+        exact = RMT_KRYLOV.exact_below
+        large = max(
+            (int(s.shape[-1]) for _n, s, _r, _c in self.ready if s.shape[-1] > exact), default=0
+        )
+        by_side: dict[int, list[tuple[str, int, int]]] = {}
+        stacks: dict[int, list[Any]] = {}
+        for names, stack, tokens, features in self.ready:
+            side = int(stack.shape[-1])
+            if exact < side < large:
+                stack = torch.nn.functional.pad(stack, (0, large - side, 0, large - side))
+                side = large
+            by_side.setdefault(side, []).extend(zip(names, tokens, features))
+            stacks.setdefault(side, []).append(stack)
+        for side, members in by_side.items():
+            parts = stacks[side]
+            stack = parts[0] if len(parts) == 1 else torch.cat(parts)
+            keys = [name for name, _rows, _cols in members]
+            sigmas = gram_stack_singular_values(stack, keys, seed=self.seed, settings=RMT_KRYLOV)
+            for (name, rows, cols), sigma in zip(members, sigmas.tolist()):
+                if math.isnan(sigma):
+                    self.nonfinite.add(name)
+                else:
+                    ratio = edge_ratio(sigma, rows, cols)
+                    self.ratios.setdefault(name, []).append((ratio, rows, cols))
         self.ready.clear()

@@ -36,9 +36,14 @@ from invarlock_core.optional_deps import require
 from invarlock_guards.multiple_testing import benjamini_hochberg
 from invarlock_guards.results import guard_result
 from invarlock_guards.settings_checks import check_families, check_range
-from invarlock_guards.spectral_norm import KrylovSettings, matrix_stacks, stack_singular_values
+from invarlock_guards.spectral_norm import (
+    KrylovSettings,
+    exact_top_eigenvalues,
+    matrix_stacks,
+    stack_singular_values,
+)
 from invarlock_guards.tiers import guard_settings
-from invarlock_guards.weight_matrices import weight_matrices
+from invarlock_guards.weight_matrices import WeightMatrix, weight_matrices
 from invarlock_guards.weight_sketch import relative_changes, sketch_stack
 
 __all__ = [
@@ -141,50 +146,85 @@ def measure_spectra(
     """The spectrum summary and the sketch of every weight matrix of ``model``, keyed by name.
 
     Matrices of one shape are measured together: one stack, one Krylov run, and one transfer of
-    all their statistics to the host.
+    all their statistics to the host. Matrices solved exactly keep only their Gram matrix until
+    all stacks are measured, then every size is solved in one ``eigvalsh`` call.
     """
     torch = require("torch", purpose="the spectral guard")
     matrices = weight_matrices(model)
-    spectra = {}
-    sketches = {}
+    measured: list[tuple[_Measured, list[float]]] = []
+    exact: list[Any] = []  # Grams solved together after the loop: one eigvalsh call per size
     with torch.no_grad():
         for chunk in matrix_stacks([m.tensor for m in matrices], [m.name for m in matrices]):
-            members = [matrices[i] for i in chunk.indices]
-            names = [m.name for m in members]
+            names = [matrices[i].name for i in chunk.indices]
             stack = chunk.stack
             magnitude = stack.abs()  # (amax is a much faster reduction than any() on a mask)
-            statistics = torch.stack(
-                [
-                    stack_singular_values(stack, names, seed=seed, settings=krylov).float(),
-                    torch.linalg.vector_norm(stack, dim=(1, 2)),
-                    (magnitude.amax(dim=2) > 0).sum(dim=1, dtype=torch.float32),  # non-zero rows
-                    (magnitude.amax(dim=1) > 0).sum(dim=1, dtype=torch.float32),  # and columns
-                ],
-                dim=1,
-            ).tolist()
-            long, short = int(stack.shape[1]), int(stack.shape[2])
-            for matrix, sketch, (sigma, frobenius, live_long, live_short), finite, flip in zip(
-                members,
-                sketch_stack(stack, names, seed=seed),
-                statistics,
-                chunk.finite,
-                chunk.transposed,
-            ):
-                rows, cols = matrix.tensor.shape
-                if finite:
-                    sketches[matrix.name] = sketch
-                zero_long, zero_short = long - live_long, short - live_short  # oriented
-                zero_rows, zero_cols = (zero_short, zero_long) if flip else (zero_long, zero_short)
-                spectra[matrix.name] = MatrixSpectrum(
-                    family=matrix.family,
-                    shape=(int(rows), int(cols)),
-                    sigma=sigma if finite else math.nan,
-                    frobenius=frobenius if finite else math.nan,
-                    zero_rows=int(zero_rows) if finite else 0,
-                    zero_cols=int(zero_cols) if finite else 0,
-                    finite=finite,
-                )
+            columns = [
+                torch.linalg.vector_norm(stack, dim=(1, 2)),
+                (magnitude.amax(dim=2) > 0).sum(dim=1, dtype=torch.float32),  # non-zero rows
+                (magnitude.amax(dim=1) > 0).sum(dim=1, dtype=torch.float32),  # and columns
+            ]
+            solve_now = stack.shape[-1] > krylov.exact_below
+            if solve_now:
+                sigma = stack_singular_values(stack, names, seed=seed, settings=krylov)
+                columns.append(sigma.float())
+            else:
+                exact.append(stack.mT @ stack)
+            statistics = torch.stack(columns, dim=1).tolist()  # one transfer per stack
+            sigmas = [row.pop() for row in statistics] if solve_now else []
+            measurement = _Measured(
+                members=[matrices[i] for i in chunk.indices],
+                oriented=(int(stack.shape[1]), int(stack.shape[2])),
+                finite=chunk.finite,
+                transposed=chunk.transposed,
+                statistics=statistics,
+                sketches=sketch_stack(stack, names, seed=seed),
+            )
+            measured.append((measurement, sigmas))
+        solved = iter(exact_top_eigenvalues(exact))
+    spectra: dict[str, MatrixSpectrum] = {}
+    sketches: dict[str, Any] = {}
+    for measurement, sigmas in measured:
+        if not sigmas:
+            sigmas = next(solved).sqrt().tolist()
+        measurement.record(sigmas, spectra, sketches)
     return dict(sorted(spectra.items())), sketches
+
+
+@attrs.frozen
+class _Measured:
+    """One measured stack, without the stack itself (only its small results are kept)."""
+
+    members: list[WeightMatrix]
+    oriented: tuple[int, int]
+    finite: tuple[bool, ...]
+    transposed: tuple[bool, ...]
+    statistics: list[list[float]]
+    """Per matrix: Frobenius norm, non-zero rows and non-zero columns (oriented)."""
+    sketches: list[Any]
+
+    def record(
+        self, sigmas: list[float], spectra: dict[str, MatrixSpectrum], sketches: dict[str, Any]
+    ) -> None:
+        """Add the spectra (and the sketches of the finite matrices) to the caller's maps."""
+        long, short = self.oriented
+        rows = zip(
+            self.members, self.sketches, sigmas, self.statistics, self.finite, self.transposed
+        )
+        for matrix, sketch, sigma, (frobenius, live_long, live_short), finite, flip in rows:
+            if finite:
+                sketches[matrix.name] = sketch
+            zero_long, zero_short = long - live_long, short - live_short
+            zero_rows, zero_cols = (zero_short, zero_long) if flip else (zero_long, zero_short)
+            shape = (int(matrix.tensor.shape[0]), int(matrix.tensor.shape[1]))
+            spectra[matrix.name] = MatrixSpectrum(
+                family=matrix.family,
+                shape=shape,
+                sigma=sigma if finite else math.nan,
+                frobenius=frobenius if finite else math.nan,
+                zero_rows=int(zero_rows) if finite else 0,
+                zero_cols=int(zero_cols) if finite else 0,
+                finite=finite,
+            )
 
 
 def _ratio(subject: float, baseline: float) -> float:
