@@ -151,7 +151,7 @@ def measure_spectra(
     """
     torch = require("torch", purpose="the spectral guard")
     matrices = weight_matrices(model)
-    measured: list[tuple[_Measured, list[float]]] = []
+    measured: list[tuple[_Measured, list[float] | None]] = []
     exact: list[Any] = []  # Grams solved together after the loop: one eigvalsh call per size
     with torch.no_grad():
         for chunk in matrix_stacks([m.tensor for m in matrices], [m.name for m in matrices]):
@@ -170,7 +170,7 @@ def measure_spectra(
             else:
                 exact.append(stack.mT @ stack)
             statistics = torch.stack(columns, dim=1).tolist()  # one transfer per stack
-            sigmas = [row.pop() for row in statistics] if solve_now else []
+            sigmas = [row.pop() for row in statistics] if solve_now else None
             measurement = _Measured(
                 members=[matrices[i] for i in chunk.indices],
                 oriented=(int(stack.shape[1]), int(stack.shape[2])),
@@ -184,7 +184,7 @@ def measure_spectra(
     spectra: dict[str, MatrixSpectrum] = {}
     sketches: dict[str, Any] = {}
     for measurement, sigmas in measured:
-        if not sigmas:
+        if sigmas is None:  # solved exactly after the loop
             sigmas = next(solved).sqrt().tolist()
         measurement.record(sigmas, spectra, sketches)
     return dict(sorted(spectra.items())), sketches
