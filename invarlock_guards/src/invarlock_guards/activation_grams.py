@@ -192,7 +192,7 @@ class GramQueue:
             stack = stack * scales[:, :, None] * scales[:, None, :]
             side = int(stack.shape[-1])
             names = tuple(name for name, _gram, _rows in members)
-            tokens = tuple(rows for _name, _gram, rows in members)
+            tokens = tuple(count for _name, _gram, count in members)
             self.ready.append((names, stack, tokens, (side,) * len(members)))
         self.outputs.clear()
 
