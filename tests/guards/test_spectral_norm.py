@@ -79,3 +79,34 @@ def test_scaled_iteration_equals_the_svd_of_the_scaled_matrix(rows: int, cols: i
     assert scaled_singular_value(matrix, torch.zeros(cols), "m") == 0.0
     with pytest.raises(ValueError, match="one scale per column"):
         scaled_singular_value(matrix, scales[:-1], "m")
+
+
+def test_measure_spectra_matches_svd_with_exact_and_iterated_stacks_interleaved() -> None:
+    """Exactly solved stacks are solved after the loop: each σ must still land on its matrix,
+    whatever the order of exact and iterated shapes, and a NaN matrix poisons no stack-mate."""
+    from invarlock_guards.spectral import measure_spectra
+    from invarlock_guards.spectral_norm import KrylovSettings
+
+    torch.manual_seed(0)
+    model = torch.nn.ModuleDict(
+        {
+            "a": torch.nn.Linear(64, 64),  # exact (64-sided Gram)
+            "b": torch.nn.Linear(300, 280),  # iterated (smaller side 280)
+            "c": torch.nn.Linear(64, 100),  # exact, another shape of the same Gram size
+            "d": torch.nn.Linear(64, 64),  # stack-mate of "a"
+            "e": torch.nn.Linear(32, 16),  # exact, a smaller size
+        }
+    )
+    with torch.no_grad():
+        model["d"].weight[3, 5] = math.nan
+    spectra, sketches = measure_spectra(model, seed=0, krylov=KrylovSettings())
+    for name in ("a", "b", "c", "e"):
+        weight = model[name].weight.detach()
+        spectrum = spectra[f"{name}.weight"]
+        assert spectrum.finite
+        assert spectrum.sigma == pytest.approx(float(torch.linalg.svdvals(weight)[0]), rel=1e-3)
+        assert spectrum.frobenius == pytest.approx(float(weight.norm()), rel=1e-5)
+        assert f"{name}.weight" in sketches
+    assert not spectra["d.weight"].finite
+    assert math.isnan(spectra["d.weight"].sigma)
+    assert "d.weight" not in sketches
