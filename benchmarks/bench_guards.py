@@ -43,12 +43,28 @@ def _trained_like(n: int, count: int, generator: Any, torch: Any, device: str) -
     return mats
 
 
-def _timed(run: Any, sync: Any) -> tuple[float, Any]:
+def _timed(run: Any, device: str) -> tuple[float, Any]:
     """Seconds taken by one call of ``run`` (device work included) and its result."""
     start = time.perf_counter()
     result = run()
-    sync()
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
     return time.perf_counter() - start, result
+
+
+def _best_of(repeats: int, ours: Any, reference: Any, device: str) -> tuple[float, float, Any, Any]:
+    """Best seconds of ``ours`` and of ``reference`` over ``repeats`` interleaved calls (so
+    background load hits both alike), and their last results."""
+    ours_s, ref_s = math.inf, math.inf
+    mine = exact = None
+    for _ in range(repeats):
+        t, mine = _timed(ours, device)
+        ours_s = min(ours_s, t)
+        t, exact = _timed(reference, device)
+        ref_s = min(ref_s, t)
+    return ours_s, ref_s, mine, exact
 
 
 def bench_sigma(size: int, count: int, device: str, repeats: int) -> None:
@@ -68,27 +84,19 @@ def bench_sigma(size: int, count: int, device: str, repeats: int) -> None:
         ],
     }
     keys = [f"m{i}" for i in range(count)]
-
-    def sync() -> None:
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-
     print(
         f"σ_max of {count} matrices {size}x{size} on {device} (balanced tier: tolerance "
         f"{settings.tolerance:g}, block {settings.block_size}); best of {repeats}, interleaved"
     )
     for label, mats in cases.items():
         top_singular_values(mats[:1], keys[:1], settings=settings)  # warm-up
-        ours_s, ref_s = math.inf, math.inf
-        ours: list[float] = []
-        exact: list[float] = []
-        stack = torch.stack(mats)
-        for _ in range(repeats):  # interleaved, so background load hits both sides alike
-            t, ours = _timed(partial(top_singular_values, mats, keys, settings=settings), sync)
-            ours_s = min(ours_s, t)
-            t, values = _timed(partial(torch.linalg.svdvals, stack), sync)
-            ref_s = min(ref_s, t)
-            exact = values[:, 0].cpu().tolist()
+        ours_s, ref_s, ours, values = _best_of(
+            repeats,
+            partial(top_singular_values, mats, keys, settings=settings),
+            partial(torch.linalg.svdvals, torch.stack(mats)),
+            device,
+        )
+        exact = values[:, 0].cpu().tolist()
         error = max(abs(a - b) / b for a, b in zip(ours, exact))
         print(
             f"  {label:12s} krylov {ours_s:7.3f}s  svdvals {ref_s:7.3f}s  speedup {ref_s / ours_s:6.1f}x  "
@@ -121,22 +129,16 @@ def bench_sigma_pretrained(device: str, repeats: int) -> None:
     }
     names, matrices = list(weights), list(weights.values())
 
-    def sync() -> None:
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-
     def reference() -> list[float]:
         return [float(torch.linalg.svdvals(m)[0]) for m in matrices]
 
     top_singular_values(matrices[:1], names[:1], settings=settings)  # warm-up
-    ours_s, ref_s = math.inf, math.inf
-    ours: list[float] = []
-    exact: list[float] = []
-    for _ in range(repeats):
-        t, ours = _timed(partial(top_singular_values, matrices, names, settings=settings), sync)
-        ours_s = min(ours_s, t)
-        t, exact = _timed(reference, sync)
-        ref_s = min(ref_s, t)
+    ours_s, ref_s, ours, exact = _best_of(
+        repeats,
+        partial(top_singular_values, matrices, names, settings=settings),
+        reference,
+        device,
+    )
     error = max(abs(a - b) / b for a, b in zip(ours, exact))
     shapes = sorted({tuple(m.shape) for m in matrices})
     print(
@@ -163,10 +165,6 @@ def bench_wide_rmt(device: str, repeats: int) -> None:
         )
         outputs[features] = (signal + torch.randn(tokens, features, generator=generator)).to(device)
 
-    def sync() -> None:
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-
     def ours(output: Any) -> float:
         queue = GramQueue(seed=0)
         queue.add_output("m", output)
@@ -181,13 +179,10 @@ def bench_wide_rmt(device: str, repeats: int) -> None:
     print(f"RMT ratio of one wide output ({tokens} tokens) on {device}; best of {repeats}")
     for features, output in outputs.items():
         ours(output)  # warm-up
-        ours_s, ref_s, error = math.inf, math.inf, 0.0
-        for _ in range(repeats):
-            t, mine = _timed(partial(ours, output), sync)
-            ours_s = min(ours_s, t)
-            t, exact = _timed(partial(reference, output), sync)
-            ref_s = min(ref_s, t)
-            error = abs(mine - exact) / exact
+        ours_s, ref_s, mine, exact = _best_of(
+            repeats, partial(ours, output), partial(reference, output), device
+        )
+        error = abs(mine - exact) / exact
         print(
             f"  {features:5d} features  ours {ours_s * 1e3:7.1f} ms  standardise+svdvals "
             f"{ref_s * 1e3:7.1f} ms  speedup {ref_s / ours_s:5.1f}x  rel error {error:.1e}"
