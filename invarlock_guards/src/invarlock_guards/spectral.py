@@ -38,6 +38,7 @@ from invarlock_guards.results import guard_result
 from invarlock_guards.settings_checks import check_families, check_range
 from invarlock_guards.spectral_norm import (
     KrylovSettings,
+    exact_gram,
     exact_top_eigenvalues,
     matrix_stacks,
     stack_singular_values,
@@ -163,14 +164,14 @@ def measure_spectra(
                 (magnitude.amax(dim=2) > 0).sum(dim=1, dtype=torch.float32),  # non-zero rows
                 (magnitude.amax(dim=1) > 0).sum(dim=1, dtype=torch.float32),  # and columns
             ]
-            solve_now = stack.shape[-1] > krylov.exact_below
-            if solve_now:
+            gram = exact_gram(stack, krylov)
+            if gram is None:
                 sigma = stack_singular_values(stack, names, seed=seed, settings=krylov)
                 columns.append(sigma.float())
             else:
-                exact.append(stack.mT @ stack)
+                exact.append(gram)
             statistics = torch.stack(columns, dim=1).tolist()  # one transfer per stack
-            sigmas = [row.pop() for row in statistics] if solve_now else None
+            sigmas = [row.pop() for row in statistics] if gram is None else None
             measurement = _Measured(
                 members=[matrices[i] for i in chunk.indices],
                 oriented=(int(stack.shape[1]), int(stack.shape[2])),

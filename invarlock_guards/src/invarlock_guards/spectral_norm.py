@@ -37,6 +37,7 @@ from invarlock_core.optional_deps import require
 __all__ = [
     "KrylovSettings",
     "MatrixStack",
+    "exact_gram",
     "exact_top_eigenvalues",
     "gram_stack_singular_values",
     "matrix_stacks",
@@ -249,6 +250,13 @@ def _start_blocks(
         generator = torch.Generator().manual_seed(start_seed(seed, key))
         starts.append(torch.randn(side, width, generator=generator, dtype=torch.float32))
     return torch.stack(starts).to(like.device)
+
+
+def exact_gram(stack: Any, settings: KrylovSettings) -> Any | None:
+    """``WᵀW`` of an oriented stack whose ``σ_max`` is solved exactly (smaller side at most
+    ``exact_below``), else ``None``: for a caller that gathers the Grams of several stacks and
+    solves them together with :func:`exact_top_eigenvalues`."""
+    return stack.mT @ stack if stack.shape[-1] <= settings.exact_below else None
 
 
 def exact_top_eigenvalues(stacks: Sequence[Any]) -> list[Any]:
