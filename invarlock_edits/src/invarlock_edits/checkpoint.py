@@ -9,8 +9,7 @@ and resident memory never grows with the model.
 from __future__ import annotations
 
 import json
-import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from math import prod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ import attrs
 from invarlock_core.errors import ModelLoadError
 from invarlock_core.models import validate_checkpoint_dir
 from invarlock_core.optional_deps import require
+from invarlock_core.safetensors_files import INDEX_NAME, read_safetensors_header, shard_names
 
 if TYPE_CHECKING:
     import torch
@@ -34,7 +34,6 @@ __all__ = [
     "read_safetensors_header",
 ]
 
-INDEX_NAME = "model.safetensors.index.json"
 METADATA_NAME = "edit_metadata.json"
 
 _ITEMSIZE = {
@@ -54,7 +53,6 @@ _ITEMSIZE = {
     "U8": 1,
     "BOOL": 1,
 }
-_MAX_HEADER = 100 * 1024 * 1024
 LAYER_COUNT_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
 """Config keys that hold the number of transformer blocks, by architecture."""
 
@@ -91,41 +89,6 @@ class TensorInfo:
         return len(self.shape)
 
 
-def read_safetensors_header(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
-    """``(tensors, metadata)`` of a safetensors file, in file (offset) order, without reading data.
-
-    Each tensor entry gets a ``start`` key: the absolute byte offset of its data in the file.
-    """
-    try:
-        with open(path, "rb") as handle:
-            raw_len = handle.read(8)
-            if len(raw_len) != 8:
-                raise ModelLoadError(f"{path} is not a safetensors file (too short)")
-            (length,) = struct.unpack("<Q", raw_len)
-            if length > _MAX_HEADER:
-                raise ModelLoadError(
-                    f"{path} has an implausible safetensors header ({length} bytes)"
-                )
-            header = json.loads(handle.read(length))
-    except OSError as exc:
-        raise ModelLoadError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{path} has a corrupt safetensors header: {exc}") from exc
-    if not isinstance(header, dict):
-        raise ModelLoadError(f"{path} has a corrupt safetensors header")
-    metadata = header.pop("__metadata__", None) or {}
-    try:
-        entries = sorted(header.items(), key=lambda item: int(item[1]["data_offsets"][0]))
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise ModelLoadError(f"{path} has a corrupt safetensors header: {exc}") from exc
-    data_start = 8 + length
-    tensors = {
-        name: {**entry, "start": data_start + int(entry["data_offsets"][0])}
-        for name, entry in entries
-    }
-    return tensors, {str(k): str(v) for k, v in metadata.items()}
-
-
 @attrs.define(eq=False)
 class Checkpoint:
     """A baseline checkpoint directory: config, tensor inventory and per-tensor loading."""
@@ -148,14 +111,10 @@ class Checkpoint:
         if not isinstance(config, dict):
             raise ModelLoadError(f"{directory / 'config.json'} is not a JSON object")
         index_path = directory / INDEX_NAME
-        if index_path.is_file():
-            shard_names = _indexed_shards(index_path)
-        else:
-            shard_names = sorted(p.name for p in directory.glob("*.safetensors") if p.is_file())
         tensors: dict[str, TensorInfo] = {}
         shards: dict[str, list[str]] = {}
         shard_metadata: dict[str, dict[str, str]] = {}
-        for shard in shard_names:
+        for shard in shard_names(directory):
             file = directory / shard
             if not file.is_file():
                 raise ModelLoadError(f"{index_path} names a missing shard {shard}")
@@ -225,17 +184,3 @@ class Checkpoint:
             if isinstance(value, int):
                 return value
         return None
-
-
-def _indexed_shards(index_path: Path) -> list[str]:
-    try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-        weight_map: Mapping[str, str] = index["weight_map"]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ModelLoadError(f"{index_path} is not a valid safetensors index: {exc}") from exc
-    ordered: dict[str, None] = {}
-    for shard in weight_map.values():
-        if "/" in shard or shard.startswith("."):
-            raise ModelLoadError(f"{index_path} names an unsafe shard path {shard!r}")
-        ordered[str(shard)] = None
-    return sorted(ordered)
