@@ -77,6 +77,7 @@ from invarlock_core.report import (
     write_report,
 )
 from invarlock_core.schema_validation import validate_instance
+from invarlock_core.unchanged_tensors import unchanged_parameters
 from invarlock_core.verdict import WindowScore, judge
 from invarlock_core.windows import WindowPlan, plan_windows, tokenize_stream
 
@@ -599,11 +600,20 @@ def evaluate(request: EvaluationRequest, *, registries: Registries | None = None
 
     subject_mut = _under_test("subject", subject, calibration)
     mark = time.perf_counter()
+    if guards.chain.order:  # only guards use it: its time is guard time
+        subject_mut.unchanged = unchanged_parameters(
+            subject.model,
+            baseline_mut.checkpoint,
+            subject.path,
+            file_digests=(baseline_info["files"], subject.files),
+        )
+    compared = time.perf_counter() - mark
+    mark = time.perf_counter()
     subj_preview, subj_final, observed = _score(subject_mut, plan, device, settings.batch, guards)
     timings["subject"]["eval_s"] = time.perf_counter() - mark - observed
     mark = time.perf_counter()
     guard_results = guards.validate(baseline_mut, subject_mut)
-    timings["subject"]["guards_validate_s"] = time.perf_counter() - mark + observed
+    timings["subject"]["guards_validate_s"] = time.perf_counter() - mark + observed + compared
     mark = time.perf_counter()
     probe = _probe(request.out, edit_metadata, guards, baseline_mut, subject_mut, guard_results)
     timings["probe_s"] = time.perf_counter() - mark

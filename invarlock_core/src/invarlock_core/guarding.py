@@ -80,6 +80,13 @@ class ModelUnderTest:
     ``model`` is a ``torch.nn.Module``; ``calibration`` holds input-id tensors of shape
     ``[batch, seq]`` drawn from the evaluation's calibration windows (identical for baseline and
     subject); ``digest`` identifies the checkpoint (used to cache baseline states).
+
+    ``unchanged`` (subjects only) names the parameters whose values are bit-identical to the
+    baseline's, as established by whoever built this object: ``invarlock evaluate`` compares the
+    stored bytes of both checkpoints right after loading
+    (:func:`invarlock_core.unchanged_tensors.unchanged_parameters`). A guard may take its baseline
+    measurement of such a parameter instead of measuring it again. Empty (nothing assumed) by
+    default; never claim a parameter the model may have changed in memory.
     """
 
     role: Literal["baseline", "subject"]
@@ -88,6 +95,7 @@ class ModelUnderTest:
     digest: str
     calibration: Sequence[Any] = ()
     device: str = "cpu"
+    unchanged: frozenset[str] = frozenset()
 
 
 @attrs.frozen

@@ -17,6 +17,7 @@ from invarlock_core.canonical import canonical_digest
 from invarlock_core.finiteness import nonfinite_counts
 from invarlock_core.guarding import GuardContext, GuardResult, ModelUnderTest, Severity, Violation
 from invarlock_core.optional_deps import require
+from invarlock_core.unchanged_tensors import storage_groups
 from invarlock_guards.results import guard_result
 from invarlock_guards.settings_checks import check_choice
 from invarlock_guards.tiers import guard_settings
@@ -67,7 +68,6 @@ def snapshot_structure(model: Any) -> StructureSnapshot:
     """Measure ``model``'s structural facts (on its device; only counts leave it)."""
     torch = require("torch", purpose="the invariants guard")
     tensors: dict[str, tuple[tuple[int, ...], str]] = {}
-    storage: dict[tuple[int, int, tuple[int, ...]], list[str]] = {}
     with torch.no_grad():
         parameters = list(model.named_parameters(remove_duplicate=False))
         named = [*parameters, *model.named_buffers(remove_duplicate=False)]
@@ -77,9 +77,6 @@ def snapshot_structure(model: Any) -> StructureSnapshot:
                 str(tensor.dtype).removeprefix("torch."),
             )
         nonfinite = nonfinite_counts(named)
-        for name, parameter in parameters:
-            key = (parameter.data_ptr(), parameter.storage_offset(), tuple(parameter.shape))
-            storage.setdefault(key, []).append(name)
     unique = {id(p): p for _name, p in parameters}
     structure = sorted(f"{name}:{type(module).__name__}" for name, module in model.named_modules())
     norm_layers = tuple(entry for entry in structure if "norm" in entry.rpartition(":")[2].lower())
@@ -88,7 +85,7 @@ def snapshot_structure(model: Any) -> StructureSnapshot:
         nonfinite=nonfinite,
         parameter_count=sum(int(p.numel()) for p in unique.values()),
         tie_groups=tuple(
-            sorted(tuple(sorted(names)) for names in storage.values() if len(names) > 1)
+            sorted(tuple(sorted(names)) for names in storage_groups(model) if len(names) > 1)
         ),
         vocab=_vocab(model),
         norm_layers=norm_layers,

@@ -20,7 +20,7 @@ visible however few modules a family has (a z-score across the modules of a fami
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -52,6 +52,7 @@ __all__ = [
     "SpectralGuard",
     "SpectralSettings",
     "compare_spectra",
+    "measure_matrices",
     "measure_spectra",
 ]
 
@@ -144,14 +145,20 @@ class MatrixSpectrum:
 def measure_spectra(
     model: Any, *, seed: int, krylov: KrylovSettings
 ) -> tuple[dict[str, MatrixSpectrum], dict[str, Any]]:
-    """The spectrum summary and the sketch of every weight matrix of ``model``, keyed by name.
+    """The spectrum summary and the sketch of every weight matrix of ``model``, keyed by name."""
+    return measure_matrices(weight_matrices(model), seed=seed, krylov=krylov)
+
+
+def measure_matrices(
+    matrices: Sequence[WeightMatrix], *, seed: int, krylov: KrylovSettings
+) -> tuple[dict[str, MatrixSpectrum], dict[str, Any]]:
+    """The spectrum summary and the sketch of each matrix, keyed by name.
 
     Matrices of one shape are measured together: one stack, one Krylov run, and one transfer of
     all their statistics to the host. Matrices solved exactly keep only their Gram matrix until
     all stacks are measured, then every size is solved in one ``eigvalsh`` call.
     """
     torch = require("torch", purpose="the spectral guard")
-    matrices = weight_matrices(model)
     measured: list[tuple[_Measured, list[float] | None]] = []
     exact: list[Any] = []  # Grams solved together after the loop: one eigvalsh call per size
     with torch.no_grad():
@@ -499,13 +506,24 @@ class SpectralGuard:
         self, subject: ModelUnderTest, baseline_state: _SpectralState, context: GuardContext
     ) -> GuardResult:
         settings = baseline_state.settings
-        spectra, sketches = measure_spectra(
-            subject.model, seed=context.seed, krylov=settings.krylov
-        )
+        # A matrix of a parameter bit-identical to the baseline's (``subject.unchanged``) has the
+        # baseline's spectrum and sketch: it is taken from the baseline state, not measured again.
+        reused, measured = [], []
+        for matrix in weight_matrices(subject.model):
+            if matrix.parameter in subject.unchanged and matrix.name in baseline_state.spectra:
+                reused.append(matrix.name)
+            else:
+                measured.append(matrix)
+        spectra, sketches = measure_matrices(measured, seed=context.seed, krylov=settings.krylov)
+        for name in reused:
+            spectra[name] = baseline_state.spectra[name]
+            if name in baseline_state.sketches:
+                sketches[name] = baseline_state.sketches[name]
         changes = relative_changes(baseline_state.sketches, sketches)
         violations, metrics, details = compare_spectra(
             baseline_state.spectra, spectra, settings, changes
         )
+        metrics["reused_unchanged"] = len(reused)
         return guard_result(
             self.name,
             violations,

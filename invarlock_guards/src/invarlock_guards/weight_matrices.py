@@ -19,11 +19,13 @@ __all__ = ["WeightMatrix", "weight_matrices"]
 
 @attrs.frozen
 class WeightMatrix:
-    """One matrix of a model: its stable name, family and tensor (a view, never a copy)."""
+    """One matrix of a model: its stable name, family, tensor (a view, never a copy) and the name
+    of the parameter it belongs to."""
 
     name: str
     family: Family
     tensor: Any
+    parameter: str
 
 
 def weight_matrices(model: Any) -> list[WeightMatrix]:
@@ -34,10 +36,10 @@ def weight_matrices(model: Any) -> list[WeightMatrix]:
         if family == "norm":
             continue
         if parameter.ndim == 2:
-            found.append(WeightMatrix(name, family, parameter))
+            found.append(WeightMatrix(name, family, parameter, name))
         elif parameter.ndim == 3:
             found.extend(
-                WeightMatrix(f"{name}[{expert}]", family, parameter[expert])
+                WeightMatrix(f"{name}[{expert}]", family, parameter[expert], name)
                 for expert in range(parameter.shape[0])
             )
     return sorted(found, key=lambda matrix: matrix.name)
