@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from invarlock_guards.spectral_norm import (
+    certified_top_eigenvalues,
     exact_top_eigenvalues,
     gram_stack_singular_values,
     scaled_singular_value,
@@ -46,6 +47,74 @@ def test_stacks_solved_together_equal_each_stack_solved_alone(
         assert torch.equal(values, alone.clamp_min(0.0))
     reordered = exact_top_eigenvalues(stacks[::-1])[::-1]
     assert all(torch.equal(a, b) for a, b in zip(together, reordered))
+
+
+def _spectrum_stack(spectra: list[list[float]], seed: int) -> torch.Tensor:
+    """PSD matrices ``Q diag(spectrum) Qᵀ`` with random orthogonal ``Q``, float32."""
+    generator = torch.Generator().manual_seed(seed)
+    side = len(spectra[0])
+    mats = []
+    for spectrum in spectra:
+        q, _ = torch.linalg.qr(torch.randn(side, side, generator=generator, dtype=torch.float64))
+        mats.append(q @ torch.diag(torch.tensor(spectrum, dtype=torch.float64)) @ q.T)
+    return torch.stack(mats).float()
+
+
+_SPECTRA = st.sampled_from(["gaussian", "tied", "gap", "low_rank", "zero", "clustered", "shelf"])
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    kinds=st.lists(_SPECTRA, min_size=1, max_size=6),
+    side=st.integers(33, 64),
+    tolerance=st.sampled_from([2e-3, 1e-2]),
+    seed=st.integers(0, 2**16),
+)
+def test_certified_solve_is_within_its_tolerance_and_exact_ones_fall_back(
+    kinds: list[str], side: int, tolerance: float, seed: int
+) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    spectra = []
+    for kind in kinds:
+        base = torch.rand(side, generator=generator, dtype=torch.float64) * 10
+        spectrum = {
+            "gaussian": base,
+            "tied": torch.where(torch.arange(side) < 3, 10.0, base),  # three equal top values
+            "gap": torch.where(torch.arange(side) == 0, 30.0, base),
+            "low_rank": torch.where(torch.arange(side) < 4, base, 0.0),
+            "zero": torch.zeros(side, dtype=torch.float64),
+            "clustered": 10.0 - base * 1e-4,  # every eigenvalue within 1e-4 of the top
+            "shelf": torch.where(torch.arange(side) == 0, 10.0, torch.where(base < 5, 9.975, base)),
+        }[kind]
+        spectra.append(spectrum.tolist())
+    stack = _spectrum_stack(spectra, seed)
+    exact = torch.linalg.eigvalsh(stack.double())[:, -1].clamp_min(0.0)
+    lower, certified = certified_top_eigenvalues(stack, tolerance)
+    slack = 1e-5 * exact.max()  # float32 rounding of the stack itself
+    for value, ok, truth in zip(lower.double(), certified.tolist(), exact):
+        assert value <= truth * (1 + 1e-5) + slack  # always a lower bound
+        if ok:
+            assert value >= truth * (1 - tolerance) - slack
+    solved = exact_top_eigenvalues([stack], tolerance=tolerance)[0].double()
+    assert torch.all(solved >= exact * (1 - tolerance) - slack)
+    assert torch.all(solved <= exact * (1 + 1e-5) + slack)
+
+
+def test_crowded_tops_fall_back_to_eigvalsh_and_isolated_ones_do_not() -> None:
+    side = 64
+    flat = [[1.0] * side]  # an identity: every eigenvalue ties for the top
+    gap = [[5.0] + [1.0] * (side - 1)]
+    lower, certified = certified_top_eigenvalues(_spectrum_stack(flat + gap, 0), 2e-3)
+    assert certified.tolist() == [False, True]
+    assert float(lower[1]) == pytest.approx(5.0, rel=1e-6)
+    # A shelf of 30 eigenvalues just below the top: the lower bound is off by more than the
+    # tolerance, the bracket says so, and eigvalsh gives the answer.
+    shelf = [[10.0] + [10.0 * (1 - 1 / 400)] * 30 + [1.0] * (side - 31)]
+    lower, certified = certified_top_eigenvalues(_spectrum_stack(shelf, 2), 2e-3)
+    assert not bool(certified[0])
+    assert float(lower[0]) < 10.0 * (1 - 2e-3)
+    solved = exact_top_eigenvalues([_spectrum_stack(flat + shelf, 1)], tolerance=2e-3)[0]
+    assert solved.tolist() == pytest.approx([1.0, 10.0], rel=1e-5)
 
 
 def test_gram_stacks_give_sigma_and_nan_for_non_finite_grams() -> None:

@@ -37,6 +37,7 @@ from invarlock_core.optional_deps import require
 __all__ = [
     "KrylovSettings",
     "MatrixStack",
+    "certified_top_eigenvalues",
     "exact_gram",
     "exact_top_eigenvalues",
     "gram_stack_singular_values",
@@ -259,23 +260,71 @@ def exact_gram(stack: Any, settings: KrylovSettings) -> Any | None:
     return stack.mT @ stack if stack.shape[-1] <= settings.exact_below else None
 
 
-def exact_top_eigenvalues(stacks: Sequence[Any]) -> list[Any]:
+_SQUARINGS = 9
+"""Squarings of the certified solve: ``A^512`` (see :func:`certified_top_eigenvalues`)."""
+_SQUARING_ABOVE = 32
+"""Sides up to this are always solved by ``eigvalsh`` (it is the faster there on CPU)."""
+
+
+def certified_top_eigenvalues(stack: Any, tolerance: float) -> tuple[Any, Any]:
+    """``(λ, certified)`` for a ``[batch, n, n]`` stack of symmetric PSD matrices: ``λ`` is a
+    lower bound of ``λ_max``, within ``tolerance`` (relative) of it where ``certified`` is True.
+
+    Repeated squaring, with a bracket from traces: for ``A = G / tr(G)`` and ``p = 2^q``,
+    ``r = tr(A^(p+1)) / tr(A^p)`` is a mean of the eigenvalues weighted by ``λ_i^p``, so
+    ``r <= λ_max``, and ``λ_max^p <= tr(A^p)``, so ``λ_max <= tr(A^p)^(1/p)``. The bracket is
+    narrow unless several eigenvalues crowd the top (``tr(A^p)^(1/p)`` exceeds ``λ_max`` by the
+    factor ``m^(1/p)`` with ``m`` eigenvalues at the top): ``q = 9`` squarings certify ``10^-3``
+    with up to about 1.7 tied top eigenvalues and ``10^-2`` with up to 160, and ``r`` is then
+    typically exact to float32 rounding. ``A^p`` is renormalised to unit trace every third
+    squaring (no underflow: its top eigenvalue stays at least ``n^-8``). Each squaring is one
+    batched product, where ``eigvalsh`` runs one LAPACK call per matrix.
+    """
+    torch = require("torch", purpose="spectral estimates")
+    trace = stack.diagonal(dim1=1, dim2=2).sum(dim=1)
+    scale = torch.where(trace > 0, trace, torch.ones_like(trace))
+    unit = stack / scale[:, None, None]
+    power = unit
+    log_trace = torch.zeros_like(trace)  # log tr(A^p) / p, accumulated over renormalisations
+    for step in range(1, _SQUARINGS + 1):
+        power = power @ power
+        if step % 3 == 0 or step == _SQUARINGS:
+            level = power.diagonal(dim1=1, dim2=2).sum(dim=1)
+            power = power / level[:, None, None]
+            log_trace = log_trace + level.log() * 2.0**-step
+    lower = (power * unit).sum(dim=(1, 2))  # tr(A^(p+1)) / tr(A^p): power has unit trace
+    certified = (log_trace.exp() <= lower * (1.0 + tolerance)) | (trace == 0)
+    return torch.where(trace > 0, lower * scale, 0.0), certified & torch.isfinite(lower)
+
+
+def exact_top_eigenvalues(stacks: Sequence[Any], *, tolerance: float = 0.0) -> list[Any]:
     """``λ_max`` of every matrix of several ``[batch, n, n]`` stacks of symmetric PSD matrices,
-    solved exactly (``eigvalsh``), one tensor per stack.
+    one tensor per stack: exact (``eigvalsh``), or within ``tolerance`` (relative) when it is
+    positive.
 
     Stacks of one size and device are concatenated and solved in one call (measured on CPU:
     the tiny models' spectral measurement takes 11–20% less time than with one call per shape
-    stack). float32 is enough: ``eigvalsh`` is backward stable, ``|Δλ| <= ~n·ε₃₂·λ_max``.
+    stack). float32 is enough: ``eigvalsh`` is backward stable, ``|Δλ| <= ~n·ε₃₂·λ_max``. With a
+    tolerance, sides above 32 are solved by :func:`certified_top_eigenvalues` (a third less time
+    for a stack of 11 64 x 64 Grams on CPU), and only the matrices it cannot certify by
+    ``eigvalsh``.
     """
     torch = require("torch", purpose="spectral estimates")
     groups: dict[tuple[int, str], list[int]] = {}
     for index, stack in enumerate(stacks):
         groups.setdefault((int(stack.shape[-1]), str(stack.device)), []).append(index)
     values: list[Any] = [None] * len(stacks)
-    for members in groups.values():
+    for (side, _device), members in groups.items():
         parts = [stacks[i] for i in members]
         joined = parts[0] if len(parts) == 1 else torch.cat(parts)
-        top = torch.linalg.eigvalsh(joined)[:, -1].clamp_min(0.0)
+        if tolerance > 0.0 and side > _SQUARING_ABOVE:
+            top, certified = certified_top_eigenvalues(joined, tolerance)
+            if not bool(certified.all()):
+                doubtful = (~certified).nonzero().flatten()
+                top[doubtful] = torch.linalg.eigvalsh(joined[doubtful])[:, -1]
+            top = top.clamp_min(0.0)
+        else:
+            top = torch.linalg.eigvalsh(joined)[:, -1].clamp_min(0.0)
         for index, part in zip(members, top.split([int(p.shape[0]) for p in parts])):
             values[index] = part
     return values
@@ -287,7 +336,7 @@ def _top_eigenvalues(
     """``λ_max`` of each symmetric PSD matrix of ``stack`` (exact when small, else Krylov)."""
     side = stack.shape[-1]
     if side <= settings.exact_below:
-        return exact_top_eigenvalues([stack])[0]
+        return exact_top_eigenvalues([stack], tolerance=settings.tolerance)[0]
     starts = _start_blocks(side, settings.block_size, keys, seed, stack, torch)
     # A V as (Vᵀ A)ᵀ (A is symmetric): the skinny-times-square product is about 4x faster on CPU.
     return _krylov(lambda block: (block.mT @ stack).mT, starts, settings, torch)
