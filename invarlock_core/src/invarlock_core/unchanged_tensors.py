@@ -25,7 +25,7 @@ everything as before: the comparison only ever saves work.
 from __future__ import annotations
 
 import mmap
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -127,11 +127,12 @@ def identical_stored_tensors(
     return frozenset(identical), frozenset(left.keys() | right.keys())
 
 
-def storage_groups(model: Any) -> list[list[str]]:
-    """``model``'s parameter names grouped by the storage they share (one group per tensor; tied
-    parameters share a group), in parameter order."""
+def storage_groups(parameters: Iterable[tuple[str, Any]]) -> list[list[str]]:
+    """Parameter names grouped by the storage they share (one group per tensor; tied parameters
+    share a group), in order; ``parameters`` as ``model.named_parameters(remove_duplicate=False)``
+    gives them."""
     groups: dict[tuple[int, int, tuple[int, ...]], list[str]] = {}
-    for name, parameter in model.named_parameters(remove_duplicate=False):
+    for name, parameter in parameters:
         key = (parameter.data_ptr(), parameter.storage_offset(), tuple(parameter.shape))
         groups.setdefault(key, []).append(name)
     return list(groups.values())
@@ -156,7 +157,7 @@ def unchanged_parameters(
     except (OSError, ValueError, ModelLoadError):
         return frozenset()
     unchanged: set[str] = set()
-    for names in storage_groups(model):
+    for names in storage_groups(model.named_parameters(remove_duplicate=False)):
         sources = [name for name in names if name in stored]
         if sources and all(name in identical for name in sources):
             unchanged.update(names)

@@ -85,7 +85,7 @@ def snapshot_structure(model: Any) -> StructureSnapshot:
         nonfinite=nonfinite,
         parameter_count=sum(int(p.numel()) for p in unique.values()),
         tie_groups=tuple(
-            sorted(tuple(sorted(names)) for names in storage_groups(model) if len(names) > 1)
+            sorted(tuple(sorted(names)) for names in storage_groups(parameters) if len(names) > 1)
         ),
         vocab=_vocab(model),
         norm_layers=norm_layers,
