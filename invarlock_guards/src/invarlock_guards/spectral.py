@@ -155,12 +155,13 @@ def measure_matrices(
     """The spectrum summary and the sketch of each matrix, keyed by name.
 
     Matrices of one shape are measured together: one stack, one Krylov run, and one transfer of
-    all their statistics to the host. Matrices solved exactly keep only their Gram matrix until
-    all stacks are measured, then every size is solved in one ``eigvalsh`` call.
+    all their statistics to the host. Matrices solved directly keep only their Gram matrix until
+    all stacks are measured, then every size is solved in one call
+    (:func:`~invarlock_guards.spectral_norm.exact_top_eigenvalues`).
     """
     torch = require("torch", purpose="the spectral guard")
     measured: list[tuple[_Measured, list[float] | None]] = []
-    exact: list[Any] = []  # Grams solved together after the loop: one eigvalsh call per size
+    exact: list[Any] = []  # Grams solved together after the loop: one call per size
     with torch.no_grad():
         for chunk in matrix_stacks([m.tensor for m in matrices], [m.name for m in matrices]):
             names = [matrices[i].name for i in chunk.indices]
