@@ -40,8 +40,12 @@ def test_a_copy_of_the_baseline_is_unchanged_everywhere(
     tiny_model_dir: Callable[[str], Path], tmp_path: Path
 ) -> None:
     baseline = tiny_model_dir("llama")
-    unchanged, names = _unchanged(baseline, _copy(baseline, tmp_path / "copy"))
+    copy = _copy(baseline, tmp_path / "copy")
+    unchanged, names = _unchanged(baseline, copy)
     assert unchanged == names
+    model = load_model(copy, device="cpu").model
+    digests = (checkpoint_files_digest(baseline)[1], checkpoint_files_digest(copy)[1])
+    assert unchanged_parameters(model, baseline, copy, file_digests=digests) == names
 
 
 def test_only_the_edited_tensors_count_as_changed(
@@ -111,6 +115,9 @@ def test_a_different_config_means_nothing_is_assumed(
     config["rms_norm_eps"] = config.get("rms_norm_eps", 1e-6) * 2
     (subject / "config.json").write_text(json.dumps(config))
     assert _unchanged(baseline, subject)[0] == frozenset()
+    model = load_model(subject, device="cpu").model
+    digests = (checkpoint_files_digest(baseline)[1], checkpoint_files_digest(subject)[1])
+    assert unchanged_parameters(model, baseline, subject, file_digests=digests) == frozenset()
 
 
 def test_a_tensor_stored_in_only_one_checkpoint_is_not_unchanged(

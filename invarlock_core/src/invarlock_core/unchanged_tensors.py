@@ -18,13 +18,12 @@ A parameter counts as unchanged only when all of this holds:
 
 Bytes are compared, not digests: two shard files with equal sha256 (known from loading) are equal
 without reading them again; otherwise the tensors' byte ranges are compared in chunks of a few
-MiB through a memory map. Anything unreadable gives the empty set, and the guards then measure
+MiB through memory maps. Anything unreadable gives the empty set, and the guards then measure
 everything as before: the comparison only ever saves work.
 """
 
 from __future__ import annotations
 
-import mmap
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -71,11 +70,15 @@ def stored_tensors(directory: Path) -> dict[str, StoredTensor]:
 
 
 def _equal_ranges(left: Any, right: Any, a: StoredTensor, b: StoredTensor) -> bool:
+    """Whether two byte ranges of memory-mapped ``uint8`` arrays are equal, chunk by chunk (a
+    chunk's comparison allocates one boolean per byte; the first differing chunk ends it)."""
+    import numpy as np
+
     for offset in range(0, a.length, _CHUNK):
         size = min(_CHUNK, a.length - offset)
-        if (
-            left[a.start + offset : a.start + offset + size]
-            != right[b.start + offset : b.start + offset + size]
+        if not np.array_equal(
+            left[a.start + offset : a.start + offset + size],
+            right[b.start + offset : b.start + offset + size],
         ):
             return False
     return True
@@ -86,15 +89,14 @@ def _compare(
     subject: Path,
     pairs: Mapping[tuple[str, str], list[tuple[str, StoredTensor, StoredTensor]]],
 ) -> set[str]:
+    import numpy as np
+
     same: set[str] = set()
     for (left_shard, right_shard), members in pairs.items():
-        with (
-            open(baseline / left_shard, "rb") as left_file,
-            open(subject / right_shard, "rb") as right_file,
-            mmap.mmap(left_file.fileno(), 0, access=mmap.ACCESS_READ) as left,
-            mmap.mmap(right_file.fileno(), 0, access=mmap.ACCESS_READ) as right,
-        ):
-            same.update(name for name, a, b in members if _equal_ranges(left, right, a, b))
+        # numpy owns the maps (released with the arrays): slicing them copies nothing.
+        left = np.memmap(baseline / left_shard, dtype=np.uint8, mode="r")
+        right = np.memmap(subject / right_shard, dtype=np.uint8, mode="r")
+        same.update(name for name, a, b in members if _equal_ranges(left, right, a, b))
     return same
 
 
@@ -151,7 +153,14 @@ def unchanged_parameters(
     The empty set when the configs differ or a file cannot be read.
     """
     try:
-        if (baseline / _CONFIG_NAME).read_bytes() != (subject / _CONFIG_NAME).read_bytes():
+        left, right = file_digests or ({}, {})
+        if _CONFIG_NAME in left and _CONFIG_NAME in right:
+            same_config = left[_CONFIG_NAME] == right[_CONFIG_NAME]
+        else:
+            same_config = (baseline / _CONFIG_NAME).read_bytes() == (
+                subject / _CONFIG_NAME
+            ).read_bytes()
+        if not same_config:
             return frozenset()
         identical, stored = identical_stored_tensors(baseline, subject, file_digests=file_digests)
     except (OSError, ValueError, ModelLoadError):
