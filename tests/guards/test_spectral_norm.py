@@ -115,6 +115,8 @@ def test_crowded_tops_fall_back_to_eigvalsh_and_isolated_ones_do_not() -> None:
     assert float(lower[0]) < 10.0 * (1 - 2e-3)
     solved = exact_top_eigenvalues([_spectrum_stack(flat + shelf, 1)], tolerance=2e-3)[0]
     assert solved.tolist() == pytest.approx([1.0, 10.0], rel=1e-5)
+    with pytest.raises(ValueError, match="must be positive"):
+        certified_top_eigenvalues(_spectrum_stack(gap, 3), 0.0)
 
 
 def test_gram_stacks_give_sigma_and_nan_for_non_finite_grams() -> None:

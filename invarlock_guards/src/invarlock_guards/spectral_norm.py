@@ -260,8 +260,6 @@ def exact_gram(stack: Any, settings: KrylovSettings) -> Any | None:
     return stack.mT @ stack if stack.shape[-1] <= settings.exact_below else None
 
 
-_SQUARINGS = 9
-"""Squarings of the certified solve: ``A^512`` (see :func:`certified_top_eigenvalues`)."""
 _SQUARING_ABOVE = 32
 """Sides up to this are always solved by ``eigvalsh`` (it is the faster there on CPU)."""
 
@@ -274,21 +272,25 @@ def certified_top_eigenvalues(stack: Any, tolerance: float) -> tuple[Any, Any]:
     ``r = tr(A^(p+1)) / tr(A^p)`` is a mean of the eigenvalues weighted by ``λ_i^p``, so
     ``r <= λ_max``, and ``λ_max^p <= tr(A^p)``, so ``λ_max <= tr(A^p)^(1/p)``. The bracket is
     narrow unless several eigenvalues crowd the top (``tr(A^p)^(1/p)`` exceeds ``λ_max`` by the
-    factor ``m^(1/p)`` with ``m`` eigenvalues at the top): ``q = 9`` squarings certify ``10^-3``
-    with up to about 1.7 tied top eigenvalues and ``10^-2`` with up to 160, and ``r`` is then
-    typically exact to float32 rounding. ``A^p`` is renormalised to unit trace every third
-    squaring (no underflow: its top eigenvalue stays at least ``n^-8``). Each squaring is one
-    batched product, where ``eigvalsh`` runs one LAPACK call per matrix.
+    factor ``m^(1/p)`` with ``m`` eigenvalues at the top). ``q`` is the smallest count (6 to 12)
+    with ``2^(1/p) <= 1 + tolerance``, so that two tied top eigenvalues still certify (9 for
+    ``2·10^-3``, 7 for ``10^-2``); ``r`` is then typically exact to float32 rounding. ``A^p`` is
+    renormalised to unit trace every third squaring (no underflow: its top eigenvalue stays at
+    least ``n^-8``). Each squaring is one batched product, where ``eigvalsh`` runs one LAPACK call
+    per matrix.
     """
     torch = require("torch", purpose="spectral estimates")
+    if not tolerance > 0.0:
+        raise ValueError(f"the tolerance must be positive, got {tolerance}")
+    squarings = min(12, max(6, math.ceil(math.log2(math.log(2.0) / math.log1p(tolerance)))))
     trace = stack.diagonal(dim1=1, dim2=2).sum(dim=1)
     scale = torch.where(trace > 0, trace, torch.ones_like(trace))
     unit = stack / scale[:, None, None]
     power = unit
     log_trace = torch.zeros_like(trace)  # log tr(A^p) / p, accumulated over renormalisations
-    for step in range(1, _SQUARINGS + 1):
+    for step in range(1, squarings + 1):
         power = power @ power
-        if step % 3 == 0 or step == _SQUARINGS:
+        if step % 3 == 0 or step == squarings:
             level = power.diagonal(dim1=1, dim2=2).sum(dim=1)
             power = power / level[:, None, None]
             log_trace = log_trace + level.log() * 2.0**-step
