@@ -509,7 +509,8 @@ class SpectralGuard:
     ) -> GuardResult:
         settings = baseline_state.settings
         # A matrix of a parameter bit-identical to the baseline's (``subject.unchanged``) has the
-        # baseline's spectrum and sketch: it is taken from the baseline state, not measured again.
+        # baseline's spectrum: it is taken from the baseline state, not measured again, and its
+        # relative change is 0 (no sketch: compare_spectra's default for a module without one).
         reused, measured = [], []
         for matrix in weight_matrices(subject.model):
             if matrix.parameter in subject.unchanged and matrix.name in baseline_state.spectra:
@@ -519,8 +520,6 @@ class SpectralGuard:
         spectra, sketches = measure_matrices(measured, seed=context.seed, krylov=settings.krylov)
         for name in reused:
             spectra[name] = baseline_state.spectra[name]
-            if name in baseline_state.sketches:
-                sketches[name] = baseline_state.sketches[name]
         changes = relative_changes(baseline_state.sketches, sketches)
         violations, metrics, details = compare_spectra(
             baseline_state.spectra, spectra, settings, changes
