@@ -76,6 +76,42 @@ def test_layers_reading_one_tensor_share_its_gram_and_singular_inputs_are_exact(
     assert not queue.nonfinite
 
 
+def test_narrow_layers_on_a_wide_input_are_solved_on_their_output_side() -> None:
+    """An input wider than the exact-solve size (96 > 64): layers with fewer outputs go to one
+    output-sized stack (the narrower zero-padded), the others stay input-sized."""
+    torch.manual_seed(1)
+    source = torch.randn(400, 96)
+    source[:, 5] = -1.0  # a constant feature
+    layers = [(f"l{i}", torch.nn.Linear(96, width)) for i, width in enumerate((96, 40, 8))]
+    queue = GramQueue(seed=0)
+    with torch.no_grad():
+        for name, layer in layers:
+            matrix = linear_map(layer, torch)
+            assert matrix is not None
+            queue.add_linear(name, matrix, source)
+        queue.close_batch()
+        stacks = sorted(
+            (tuple(names), int(stack.shape[-1])) for names, stack, _t, _f in queue.ready
+        )
+        assert stacks == [(("l0",), 96), (("l1", "l2"), 40)]
+        queue.solve()
+        for name, layer in layers:
+            ((ratio, rows, cols),) = queue.ratios[name]
+            assert (rows, cols) == (400, layer.out_features)
+            # 96 is solved by Krylov iteration, 40 by the certified solve: both to 5e-3 on σ.
+            assert ratio == pytest.approx(_reference_ratio(layer(source)), rel=5e-3)
+    # An input no wider than 64: every layer on the input side, in one stack and one solve.
+    small = GramQueue(seed=0)
+    for width in (40, 8):
+        matrix = linear_map(torch.nn.Linear(48, width), torch)
+        assert matrix is not None
+        small.add_linear(f"w{width}", matrix, source[:, :48])
+    small.close_batch()
+    assert [(names, int(stack.shape[-1])) for names, stack, _t, _f in small.ready] == [
+        (("w40", "w8"), 48)
+    ]
+
+
 def test_one_input_gram_for_consecutive_layers_reading_one_tensor() -> None:
     source = torch.randn(64, 8)
     queue = GramQueue(seed=0)

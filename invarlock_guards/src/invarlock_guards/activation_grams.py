@@ -67,6 +67,14 @@ def edge_ratio(sigma: float, rows: int, cols: int) -> float:
     return sigma / (math.sqrt(rows) + math.sqrt(cols))
 
 
+def _output_sided(matrix: Any) -> bool:
+    """Whether a linear layer's ``A`` (``k x n``) is solved on its output side (``SᵀS``): only when
+    its output is narrower and its input is too wide to solve exactly. Otherwise the input side
+    is as cheap to solve, and the layer joins its input's one stack and one solve."""
+    k, n = int(matrix.shape[0]), int(matrix.shape[1])
+    return n < k and k > RMT_KRYLOV.exact_below
+
+
 def _centred_gram(activation: Any) -> tuple[Any, int]:
     """``CᵀC`` of an activation's centred columns (tokens x features), and its token count."""
     matrix = activation.detach().reshape(-1, activation.shape[-1]).float()
@@ -204,12 +212,14 @@ class GramQueue:
                 self.nonfinite.add(name)
             else:
                 usable.append((name, index, matrix))
-        # Two stacks per input width: layers with at least as many outputs as inputs (solved as
-        # ``S Sᵀ``, input-sized) and layers with fewer (solved as ``SᵀS``, output-sized: k and v
-        # of grouped-query attention). Narrower outputs are zero-padded to the widest of their
-        # stack: a zero column has no variance, gets scale 0 and adds only zero eigenvalues.
+        # Up to two stacks per input width: layers solved as ``S Sᵀ`` (input-sized) and, for an
+        # input wider than the exact-solve size, layers with fewer outputs than inputs solved as
+        # ``SᵀS`` (output-sized: k and v of grouped-query attention). Narrower outputs are
+        # zero-padded to the widest of their stack: a zero column has no variance, gets scale 0
+        # and adds only zero eigenvalues. (Merging a small model's k and v into the input-sized
+        # stack measured 13% less time for the standardisation and solves of tiny LLaMA.)
         stacks = _grouped(
-            ((int(a.shape[0]), int(a.shape[1]) < int(a.shape[0])), (n, i, a)) for n, i, a in usable
+            ((int(a.shape[0]), _output_sided(a)), (n, i, a)) for n, i, a in usable
         )
         for (_inputs, narrow), members in stacks.items():
             widest = max(int(a.shape[1]) for _n, _i, a in members)
