@@ -202,6 +202,10 @@ def test_identical_stored_tensors_finds_exactly_the_untouched_tensors(
             identical, stored = identical_stored_tensors(left, right, file_digests=file_digests)
             assert identical == set(baseline) - touched
             assert stored == set(baseline)
+        wanted = data.draw(st.sets(st.sampled_from([*sorted(baseline), "absent"])))
+        identical, stored = identical_stored_tensors(left, right, names=wanted)
+        assert identical == (set(baseline) - touched) & wanted
+        assert stored == set(baseline)
 
 
 def test_a_tie_group_is_changed_when_any_of_its_stored_names_is(

@@ -25,7 +25,7 @@ everything as before: the comparison only ever saves work.
 from __future__ import annotations
 
 import mmap
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -103,11 +103,13 @@ def identical_stored_tensors(
     baseline: Path,
     subject: Path,
     *,
+    names: Collection[str] | None = None,
     file_digests: tuple[Mapping[str, str], Mapping[str, str]] | None = None,
 ) -> tuple[frozenset[str], frozenset[str]]:
     """``(identical, stored)``: the names stored in both checkpoints with the same dtype, shape
-    and bytes, and every name stored in either. ``file_digests`` (relative path -> sha256 of each
-    checkpoint, as loading computed them) lets equal shard files skip the byte comparison.
+    and bytes (only among ``names`` when given), and every name stored in either.
+    ``file_digests`` (relative path -> sha256 of each checkpoint, as loading computed them) lets
+    equal shard files skip the byte comparison.
 
     Raises :class:`~invarlock_core.errors.ModelLoadError`, ``OSError``, ``ValueError``,
     ``TypeError`` or ``KeyError`` for unreadable files or malformed headers.
@@ -116,7 +118,8 @@ def identical_stored_tensors(
     left_digests, right_digests = file_digests or ({}, {})
     identical: set[str] = set()
     pairs: dict[tuple[str, str], list[tuple[str, StoredTensor, StoredTensor]]] = {}
-    for name in left.keys() & right.keys():
+    common = left.keys() & right.keys()
+    for name in common if names is None else common.intersection(names):
         a, b = left[name], right[name]
         if (a.dtype, a.shape, a.length) != (b.dtype, b.shape, b.length):
             continue
@@ -162,11 +165,17 @@ def unchanged_parameters(
             ).read_bytes()
         if not same_config:
             return frozenset()
-        identical, stored = identical_stored_tensors(baseline, subject, file_digests=file_digests)
+        groups = storage_groups(model.named_parameters(remove_duplicate=False))
+        identical, stored = identical_stored_tensors(
+            baseline,
+            subject,
+            names={name for names in groups for name in names},
+            file_digests=file_digests,
+        )
     except (OSError, ValueError, TypeError, KeyError, ModelLoadError):
         return frozenset()
     unchanged: set[str] = set()
-    for names in storage_groups(model.named_parameters(remove_duplicate=False)):
+    for names in groups:
         sources = [name for name in names if name in stored]
         if sources and all(name in identical for name in sources):
             unchanged.update(names)
