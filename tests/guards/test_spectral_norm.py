@@ -107,6 +107,12 @@ def test_crowded_tops_fall_back_to_eigvalsh_and_isolated_ones_do_not() -> None:
     lower, certified = certified_top_eigenvalues(_spectrum_stack(flat + gap, 0), 2e-3)
     assert certified.tolist() == [False, True]
     assert float(lower[1]) == pytest.approx(5.0, rel=1e-6)
+    # Two tied top eigenvalues do not certify after the first check (p = 64): the squaring goes
+    # on to the full count, where they do.
+    pair = [[5.0, 5.0] + [1.0] * (side - 2)]
+    lower, certified = certified_top_eigenvalues(_spectrum_stack(gap + pair, 4), 2e-3)
+    assert certified.tolist() == [True, True]
+    assert lower.tolist() == pytest.approx([5.0, 5.0], rel=1e-6)
     # A shelf of 30 eigenvalues just below the top: the lower bound is off by more than the
     # tolerance, the bracket says so, and eigvalsh gives the answer.
     shelf = [[10.0] + [10.0 * (1 - 1 / 400)] * 30 + [1.0] * (side - 31)]
