@@ -12,6 +12,8 @@ from guards_support import Loaded, damaged, failed, low_rank_, matrices, prune_,
 
 from invarlock_core.errors import ConfigError
 from invarlock_core.families import classify
+from invarlock_core.finiteness import nonfinite_counts
+from invarlock_guards.invariants import snapshot_structure
 
 ARCHES = ("gpt2", "llama", "mixtral")
 
@@ -104,6 +106,29 @@ def test_non_finite_weight_fails_invariants(
     violation = results["invariants"].violations[0]
     assert violation.target == name
     assert "non-finite" in violation.message
+
+
+def test_counts_taken_by_the_caller_give_the_same_snapshot(
+    guard_model: Callable[[str], Loaded],
+) -> None:
+    """``ModelUnderTest.nonfinite`` (deduplicated names) stands for the guard's own count, tied
+    aliases included."""
+    model = guard_model("gpt2")
+
+    def poison(m: Any) -> None:
+        m.transformer.wte.weight.view(-1)[:3] = math.nan  # tied with lm_head.weight
+        m.transformer.h[0].mlp.c_fc.weight.view(-1)[0] = math.inf
+
+    subject = damaged(model.loaded.model, poison)
+    counted = nonfinite_counts([*subject.named_parameters(), *subject.named_buffers()])
+    assert "lm_head.weight" not in counted  # the caller sees one name per tensor
+    snapshot = snapshot_structure(subject, nonfinite=counted)
+    assert snapshot == snapshot_structure(subject)
+    assert snapshot.nonfinite == {
+        "transformer.wte.weight": 3,
+        "transformer.h.0.mlp.c_fc.weight": 1,
+        "lm_head.weight": 3,
+    }
 
 
 @pytest.mark.parametrize("arch", ARCHES)

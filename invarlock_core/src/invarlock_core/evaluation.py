@@ -212,9 +212,8 @@ def _max_positions(config: Any) -> int | None:
     return None
 
 
-def _nonfinite_tensors(model: Any) -> tuple[list[str], int]:
-    bad = nonfinite_counts([*model.named_parameters(), *model.named_buffers()])
-    return list(bad)[:_MAX_TENSORS_NAMED], len(bad)
+def _nonfinite_tensors(model: Any) -> dict[str, int]:
+    return nonfinite_counts([*model.named_parameters(), *model.named_buffers()])
 
 
 def _calibration(plan: WindowPlan, device: str) -> list[Any]:
@@ -596,9 +595,11 @@ def evaluate(request: EvaluationRequest, *, registries: Registries | None = None
     subject = load(subject_path)
     timings["subject"] = {"load_s": time.perf_counter() - mark}
     tokenizer_digest = check_tokenizers_match(tokenizer, subject.tokenizer)
-    bad_names, bad_count = _nonfinite_tensors(subject.model)
+    nonfinite = _nonfinite_tensors(subject.model)
+    bad_names, bad_count = list(nonfinite)[:_MAX_TENSORS_NAMED], len(nonfinite)
 
     subject_mut = _under_test("subject", subject, calibration)
+    subject_mut.nonfinite = nonfinite
     mark = time.perf_counter()
     if guards.chain.order:  # only guards use it: its time is guard time
         subject_mut.unchanged = unchanged_parameters(

@@ -87,6 +87,11 @@ class ModelUnderTest:
     (:func:`invarlock_core.unchanged_tensors.unchanged_parameters`). A guard may take its baseline
     measurement of such a parameter instead of measuring it again. Empty (nothing assumed) by
     default; never claim a parameter the model may have changed in memory.
+
+    ``nonfinite`` holds the NaN/Inf count of every parameter and buffer that has any, under the
+    names ``named_parameters()`` and ``named_buffers()`` give, when whoever built this object has
+    already counted them (``invarlock evaluate`` counts the subject's for its report), so a guard
+    need not count again; ``None`` (the default) when nobody has.
     """
 
     role: Literal["baseline", "subject"]
@@ -96,6 +101,7 @@ class ModelUnderTest:
     calibration: Sequence[Any] = ()
     device: str = "cpu"
     unchanged: frozenset[str] = frozenset()
+    nonfinite: Mapping[str, int] | None = None
 
 
 @attrs.frozen

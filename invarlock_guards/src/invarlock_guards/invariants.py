@@ -64,25 +64,35 @@ def _vocab(model: Any) -> dict[str, int | None]:
     }
 
 
-def snapshot_structure(model: Any) -> StructureSnapshot:
-    """Measure ``model``'s structural facts (on its device; only counts leave it)."""
+def snapshot_structure(
+    model: Any, *, nonfinite: Mapping[str, int] | None = None
+) -> StructureSnapshot:
+    """Measure ``model``'s structural facts (on its device; only counts leave it).
+
+    ``nonfinite``: the NaN/Inf counts already taken (see ``ModelUnderTest.nonfinite``); the
+    tensors are then not counted again, and the counts extend to every alias of a tied tensor.
+    """
     torch = require("torch", purpose="the invariants guard")
     tensors: dict[str, tuple[tuple[int, ...], str]] = {}
-    with torch.no_grad():
-        parameters = list(model.named_parameters(remove_duplicate=False))
-        named = [*parameters, *model.named_buffers(remove_duplicate=False)]
-        for name, tensor in named:
-            tensors[name] = (
-                tuple(int(d) for d in tensor.shape),
-                str(tensor.dtype).removeprefix("torch."),
-            )
-        nonfinite = nonfinite_counts(named)
+    parameters = list(model.named_parameters(remove_duplicate=False))
+    named = [*parameters, *model.named_buffers(remove_duplicate=False)]
+    for name, tensor in named:
+        tensors[name] = (
+            tuple(int(d) for d in tensor.shape),
+            str(tensor.dtype).removeprefix("torch."),
+        )
+    if nonfinite is None:
+        with torch.no_grad():
+            counts = nonfinite_counts(named)
+    else:
+        by_tensor = {id(tensor): nonfinite[name] for name, tensor in named if name in nonfinite}
+        counts = {name: by_tensor[id(t)] for name, t in named if id(t) in by_tensor}
     unique = {id(p): p for _name, p in parameters}
     structure = sorted(f"{name}:{type(module).__name__}" for name, module in model.named_modules())
     norm_layers = tuple(entry for entry in structure if "norm" in entry.rpartition(":")[2].lower())
     return StructureSnapshot(
         tensors=tensors,
-        nonfinite=nonfinite,
+        nonfinite=counts,
         parameter_count=sum(int(p.numel()) for p in unique.values()),
         tie_groups=tuple(
             sorted(tuple(sorted(names)) for names in storage_groups(parameters) if len(names) > 1)
@@ -217,7 +227,7 @@ class InvariantsGuard:
     def validate(
         self, subject: ModelUnderTest, baseline_state: _InvariantsState, context: GuardContext
     ) -> GuardResult:
-        snapshot = snapshot_structure(subject.model)
+        snapshot = snapshot_structure(subject.model, nonfinite=subject.nonfinite)
         violations, metrics = compare_structures(
             baseline_state.snapshot, snapshot, dtype_change=baseline_state.dtype_change
         )
