@@ -89,36 +89,30 @@ def _grouped(items: Iterable[tuple[Any, Any]]) -> dict[Any, list[Any]]:
     return groups
 
 
-def _roots(grams: list[Any], torch: Any) -> list[Any | None]:
-    """``R`` with ``RᵀR ≈ gram`` for each Gram (``None`` when it is not finite), solved in stacks.
+def _roots(stack: Any, torch: Any) -> tuple[Any, list[bool]]:
+    """``R`` with ``RᵀR ≈ G`` for each Gram of a ``[batch, k, k]`` stack, as one stack, and
+    whether each Gram was finite (a non-finite one gets an arbitrary ``R``).
 
-    The Cholesky factor ``Lᵀ`` of the Gram plus a ridge of ``k·ε₃₂`` times its mean diagonal
-    (``k`` features): a float32 Gram is only known to about that precision, and a singular one (a
-    LayerNorm output lies in a hyperplane; a feature may be constant) is indefinite at that level
-    without the ridge. The ridge moves ``σ²`` by less than ``k·ε₃₂`` relative (``8e-6`` at
-    ``k = 64``). ``Λ^½ Qᵀ`` from a float64 eigendecomposition is the fallback.
+    ``R`` is the Cholesky factor ``Lᵀ`` of the Gram plus a ridge of ``k·ε₃₂`` times its mean
+    diagonal: a float32 Gram is only known to about that precision, and a singular one (a LayerNorm
+    output lies in a hyperplane; a feature may be constant) is indefinite at that level without
+    the ridge. The ridge moves ``σ²`` by less than ``k·ε₃₂`` relative (``8e-6`` at ``k = 64``).
+    ``Λ^½ Qᵀ`` from a float64 eigendecomposition is the fallback.
     """
-    roots: list[Any | None] = [None] * len(grams)
-    by_side = _grouped((int(gram.shape[0]), index) for index, gram in enumerate(grams))
+    side = int(stack.shape[-1])
+    identity = torch.eye(side, dtype=stack.dtype, device=stack.device)
+    finite: list[bool] = torch.isfinite(stack.diagonal(dim1=1, dim2=2)).all(dim=1).tolist()
+    if not all(finite):
+        flags = torch.tensor(finite, device=stack.device)
+        stack = torch.where(flags[:, None, None], stack, identity)
     epsilon = torch.finfo(torch.float32).eps
-    for side, members in by_side.items():
-        stack = torch.stack([grams[i] for i in members]).float()
-        identity = torch.eye(side, dtype=stack.dtype, device=stack.device)
-        finite = torch.isfinite(stack.diagonal(dim1=1, dim2=2)).all(dim=1).tolist()
-        if not all(finite):
-            flags = torch.tensor(finite, device=stack.device)
-            stack = torch.where(flags[:, None, None], stack, identity)
-        ridge = side * epsilon * stack.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(1e-30)
-        lower, info = torch.linalg.cholesky_ex(stack + ridge[:, None, None] * identity)
-        for position, (index, ok, status) in enumerate(zip(members, finite, info.tolist())):
-            if not ok:
-                continue
-            if status == 0:
-                roots[index] = lower[position].mT
-            else:
-                values, vectors = torch.linalg.eigh(stack[position].double())
-                roots[index] = (vectors * values.clamp_min(0.0).sqrt()).mT.float()
-    return roots
+    ridge = side * epsilon * stack.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(1e-30)
+    lower, info = torch.linalg.cholesky_ex(stack + ridge[:, None, None] * identity)
+    for position, status in enumerate(info.tolist()):
+        if status != 0 and finite[position]:
+            values, vectors = torch.linalg.eigh(stack[position].double())
+            lower[position] = (vectors * values.clamp_min(0.0).sqrt()).float()
+    return lower.mT, finite
 
 
 @attrs.define
@@ -205,13 +199,29 @@ class GramQueue:
         self.outputs.clear()
 
     def _standardise_linear(self, torch: Any) -> None:
-        roots = _roots([gram for gram, _rows in self.inputs], torch)
+        # The input Grams of one width are stacked and factored together; each stack of linear
+        # layers gathers its roots, Grams and token counts from those by index.
+        solved: dict[int, tuple[Any, Any, Any]] = {}
+        positions: dict[int, int] = {}  # input index -> position in its width's stack
+        usable_inputs: set[int] = set()
+        widths = _grouped(
+            (int(gram.shape[0]), index) for index, (gram, _rows) in enumerate(self.inputs)
+        )
+        for side, members in widths.items():
+            grams = torch.stack([self.inputs[i][0] for i in members]).float()
+            roots, finite = _roots(grams, torch)
+            rows = torch.tensor([float(self.inputs[i][1]) for i in members], device=grams.device)
+            solved[side] = (grams, roots, rows)
+            for position, (index, ok) in enumerate(zip(members, finite)):
+                positions[index] = position
+                if ok:
+                    usable_inputs.add(index)
         usable = []
         for name, index, matrix in self.linear:
-            if roots[index] is None:
-                self.nonfinite.add(name)
-            else:
+            if index in usable_inputs:
                 usable.append((name, index, matrix))
+            else:
+                self.nonfinite.add(name)
         # Up to two stacks per input width: layers solved as ``S Sᵀ`` (input-sized) and, for an
         # input wider than the exact-solve size, layers with fewer outputs than inputs solved as
         # ``SᵀS`` (output-sized: k and v of grouped-query attention). Narrower outputs are
@@ -221,29 +231,29 @@ class GramQueue:
         stacks = _grouped(
             ((int(a.shape[0]), _output_sided(a)), (n, i, a)) for n, i, a in usable
         )
-        for (_inputs, narrow), members in stacks.items():
+        for (side, narrow), members in stacks.items():
+            grams, roots, rows = solved[side]
             widest = max(int(a.shape[1]) for _n, _i, a in members)
-            root = torch.stack([roots[index] for _n, index, _a in members])
+            # (The caller runs without autograd: no detach is needed.)
             weights = torch.stack(
                 [
-                    torch.nn.functional.pad(a.detach(), (0, widest - int(a.shape[1])))
+                    torch.nn.functional.pad(a, (0, widest - int(a.shape[1])))
                     if a.shape[1] < widest
-                    else a.detach()
+                    else a
                     for _n, _i, a in members
                 ]
-            ).to(root)
-            factor = root @ weights
+            ).to(roots)
+            at = torch.tensor([positions[i] for _n, i, _a in members], device=roots.device)
+            factor = roots[at] @ weights
             # Column variances from the exact Gram (not the ridged root): a column that only a
             # constant input feeds keeps variance 0, hence scale 0, as its output Gram would give.
-            gram = torch.stack([self.inputs[i][0] for _n, i, _a in members]).to(root)
-            rows = [self.inputs[i][1] for _n, i, _a in members]
-            variance = ((gram @ weights) * weights).sum(dim=1)
-            variance = variance / torch.tensor(rows, dtype=root.dtype, device=root.device)[:, None]
+            variance = ((grams[at] @ weights) * weights).sum(dim=1) / rows[at][:, None]
             factor = factor * column_scales(variance, torch)[:, None, :]
             small = factor.mT @ factor if narrow else factor @ factor.mT
             names = tuple(name for name, _i, _a in members)
+            tokens = tuple(self.inputs[i][1] for _n, i, _a in members)
             features = tuple(int(a.shape[1]) for _n, _i, a in members)
-            self.ready.append((names, small, tuple(rows), features))
+            self.ready.append((names, small, tokens, features))
         self.inputs.clear()
         self.linear.clear()
 
