@@ -201,3 +201,37 @@ def test_a_wide_output_is_measured_without_a_standardised_copy(dtype: torch.dtyp
     queue.add_output("broken", broken)
     assert queue.nonfinite == {"broken"}
     assert "broken" not in queue.ratios
+
+
+def test_queues_solved_together_get_their_own_results() -> None:
+    """A baseline's and a subject's problems share one set of stacked solves; each queue gets its
+    own ratios (same names included), equal to solving it alone within the RMT tolerance."""
+    torch.manual_seed(3)
+    sources = [torch.randn(300, 48), torch.randn(300, 48) * 3.0]
+    layers = [(f"l{i}", torch.nn.Linear(48, width)) for i, width in enumerate((48, 40, 200))]
+    alone, together = [], []
+    with torch.no_grad():
+        for source in sources:
+            for queues in (alone, together):
+                queue = GramQueue(seed=0)
+                for name, layer in layers:
+                    matrix = linear_map(layer, torch)
+                    assert matrix is not None
+                    queue.add_linear(name, matrix, source)
+                queue.add_output("wide", torch.nn.functional.gelu(source @ torch.randn(48, 20)))
+                queue.close_batch()
+                queues.append(queue)
+        for queue in alone:
+            queue.solve()
+        together[0].solve(together[1], together[0])  # a repeated queue is solved once
+    for single, joint, source in zip(alone, together, sources):
+        assert not joint.ready
+        assert joint.ratios.keys() == single.ratios.keys() == {"l0", "l1", "l2", "wide"}
+        for name, layer in layers:
+            ((ratio, rows, cols),) = joint.ratios[name]
+            assert (rows, cols) == (300, layer.out_features)
+            assert ratio == pytest.approx(single.ratios[name][0][0], rel=5e-3)
+            assert ratio == pytest.approx(_reference_ratio(layer(source).detach()), rel=5e-3)
+    assert together[0].ratios["l0"] != together[1].ratios["l0"]  # results went to their owners
+    with pytest.raises(ValueError, match="share one seed"):
+        GramQueue(seed=0).solve(GramQueue(seed=1))

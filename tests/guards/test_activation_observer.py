@@ -9,9 +9,10 @@ leave no hook behind.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import torch
@@ -193,3 +194,41 @@ def test_a_failing_hook_never_breaks_the_scoring_pass(
     with pytest.raises(RuntimeError, match="eigensolver exploded"):
         activation_probe.probe_activations(mut, seed=0)
     assert _hook_count(loaded.model) == 0
+
+
+def test_probes_of_one_seed_are_solved_together_when_first_read(
+    tiny_model_dir: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A probe's RMT ratios are solved when first read, with every other probe of its seed still
+    waiting (inside ``evaluate``: the baseline's and the subject's, once); a probe too large to
+    keep waiting is solved at once."""
+    monkeypatch.setattr(activation_probe, "_PENDING", weakref.WeakSet())
+    solves: list[int] = []
+    original = GramQueue.solve
+
+    def counting(queue: GramQueue, *others: GramQueue) -> None:
+        solves.append(1 + len(others))
+        original(queue, *others)
+
+    monkeypatch.setattr(GramQueue, "solve", counting)
+    loaded = load_model(tiny_model_dir("gpt2"), device="cpu")
+    calibration = [torch.randint(0, 200, (1, 16), generator=torch.Generator().manual_seed(4))]
+
+    def probe(role: Literal["baseline", "subject"], seed: int) -> Any:
+        mut = ModelUnderTest(role, loaded.model, loaded.path, loaded.digest, calibration)
+        return activation_probe.probe_activations(mut, seed=seed)
+
+    baseline, subject, other = probe("baseline", 0), probe("subject", 0), probe("subject", 1)
+    assert solves == []
+    ratios = dict(subject.rmt)
+    assert solves == [2]  # both seed-0 probes in one solve; the seed-1 probe still waits
+    assert ratios
+    assert baseline.rmt.keys() == ratios.keys()
+    for name, ratio in baseline.rmt.items():
+        assert ratio.ratio == pytest.approx(ratios[name].ratio, rel=1e-6)  # the same model
+    assert baseline.nonfinite_outputs == subject.nonfinite_outputs == ()
+    assert other.rmt.keys() == ratios.keys()
+    assert solves == [2, 1]
+    monkeypatch.setattr(activation_probe, "_DEFER_ELEMENTS", 0)
+    probe("subject", 2)
+    assert solves == [2, 1, 1]  # solved at once

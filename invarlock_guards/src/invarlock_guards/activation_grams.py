@@ -257,35 +257,53 @@ class GramQueue:
         self.inputs.clear()
         self.linear.clear()
 
-    def solve(self) -> None:
+    def pending(self) -> int:
+        """Elements of the standardised Grams still to solve (what keeping them costs)."""
+        return sum(int(stack.numel()) for _n, stack, _t, _f in self.ready)
+
+    def solve(self, *others: GramQueue) -> None:
         """Solve every standardised Gram into :attr:`ratios`: stacks of one exactly solvable size
         together, larger ones zero-padded to one size (padding adds only zero eigenvalues) for one
-        stacked Krylov run."""
-        if not self.ready:
+        stacked Krylov run.
+
+        The problems of ``others`` (queues of the same seed: a baseline's and a subject's) join
+        the same stacks, and their results go to their own queues: one set of batched solves
+        instead of one per queue. A module's start vectors depend only on its name and the seed,
+        so its estimate does not depend on its company beyond the solve's tolerance.
+        """
+        queues = tuple({id(queue): queue for queue in (self, *others)}.values())
+        if any(queue.seed != self.seed for queue in others):
+            raise ValueError("queues solved together must share one seed")
+        problems = [(queue, problem) for queue in queues for problem in queue.ready]
+        if not problems:
             return
         torch = require("torch", purpose="activation probes")
         exact = RMT_KRYLOV.exact_below
         large = max(
-            (int(s.shape[-1]) for _n, s, _r, _c in self.ready if s.shape[-1] > exact), default=0
+            (int(p[1].shape[-1]) for _q, p in problems if p[1].shape[-1] > exact), default=0
         )
-        by_side: dict[int, list[tuple[str, int, int]]] = {}
-        stacks: dict[int, list[Any]] = {}
-        for names, stack, tokens, features in self.ready:
+        members: dict[tuple[int, str], list[tuple[GramQueue, str, int, int]]] = {}
+        stacks: dict[tuple[int, str], list[Any]] = {}
+        for queue, (names, stack, tokens, features) in problems:
             side = int(stack.shape[-1])
             if exact < side < large:
                 stack = torch.nn.functional.pad(stack, (0, large - side, 0, large - side))
                 side = large
-            by_side.setdefault(side, []).extend(zip(names, tokens, features))
-            stacks.setdefault(side, []).append(stack)
-        for side, members in by_side.items():
-            parts = stacks[side]
+            key = (side, str(stack.device))
+            members.setdefault(key, []).extend(
+                (queue, name, rows, cols) for name, rows, cols in zip(names, tokens, features)
+            )
+            stacks.setdefault(key, []).append(stack)
+        for key, group in members.items():
+            parts = stacks[key]
             stack = parts[0] if len(parts) == 1 else torch.cat(parts)
-            keys = [name for name, _rows, _cols in members]
+            keys = [name for _queue, name, _rows, _cols in group]
             sigmas = gram_stack_singular_values(stack, keys, seed=self.seed, settings=RMT_KRYLOV)
-            for (name, rows, cols), sigma in zip(members, sigmas.tolist()):
+            for (queue, name, rows, cols), sigma in zip(group, sigmas.tolist()):
                 if math.isnan(sigma):
-                    self.nonfinite.add(name)
+                    queue.nonfinite.add(name)
                 else:
                     ratio = edge_ratio(sigma, rows, cols)
-                    self.ratios.setdefault(name, []).append((ratio, rows, cols))
-        self.ready.clear()
+                    queue.ratios.setdefault(name, []).append((ratio, rows, cols))
+        for queue in queues:
+            queue.ready.clear()

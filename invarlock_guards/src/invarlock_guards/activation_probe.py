@@ -17,13 +17,17 @@ With ``scales`` the FFN branch outputs are multiplied by per-module factors duri
 subject is never modified; the hooks are removed afterwards).
 
 How the ratios are computed cheaply (output or input Grams, stacked solves) is described in
-:mod:`invarlock_guards.activation_grams`.
+:mod:`invarlock_guards.activation_grams`. A probe's ratios are solved when first read, together
+with those of every other probe of the same seed still waiting: inside ``evaluate`` the baseline's
+and the subject's standardised Grams go through one set of stacked solves (a pass with more than
+2^24 Gram elements is solved at once rather than kept).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 import weakref
 from collections.abc import Mapping, Sequence
@@ -61,17 +65,89 @@ class ModuleRatio:
     features: int
 
 
+_DEFER_ELEMENTS = 1 << 24
+"""A pass keeps its standardised Grams for a joint solve only up to this many elements (64 MiB
+of float32); a larger set is solved at once."""
+
+_PENDING: weakref.WeakSet[_Ratios] = weakref.WeakSet()
+_PENDING_LOCK = threading.Lock()
+
+
+class _Ratios:
+    """The RMT ratios of one pass, solved on first use.
+
+    Until then the pass's standardised Grams wait in :data:`_PENDING`, and the first pass whose
+    ratios are read solves every waiting pass of its seed in the same stacked solves: inside
+    ``invarlock evaluate`` the baseline's and the subject's problems are solved together, once.
+    """
+
+    def __init__(self, queue: GramQueue, *, defer: bool) -> None:
+        self._queue = queue
+        self._modules: dict[str, ModuleRatio] | None = None
+        self._nonfinite: tuple[str, ...] = ()
+        if defer and queue.pending() <= _DEFER_ELEMENTS:
+            with _PENDING_LOCK:
+                _PENDING.add(self)
+        else:
+            self._solve()
+
+    def _solve(self) -> None:
+        with _PENDING_LOCK:
+            if self._modules is not None:
+                return
+            company = [r for r in _PENDING if r._queue.seed == self._queue.seed and r is not self]
+            self._queue.solve(*(r._queue for r in company))
+            for ratios in (self, *company):
+                ratios._collect()
+                _PENDING.discard(ratios)
+
+    def _collect(self) -> None:
+        modules = {}
+        for name, values in self._queue.ratios.items():
+            total = sum(rows for _r, rows, _c in values)
+            modules[name] = ModuleRatio(
+                family=classify(name),
+                ratio=sum(r * rows for r, rows, _c in values) / total,
+                tokens=total,
+                features=values[0][2],
+            )
+        self._modules = modules
+        self._nonfinite = tuple(sorted(self._queue.nonfinite))
+
+    @property
+    def modules(self) -> Mapping[str, ModuleRatio]:
+        if self._modules is None:
+            self._solve()
+        assert self._modules is not None
+        return self._modules
+
+    @property
+    def nonfinite(self) -> tuple[str, ...]:
+        if self._modules is None:
+            self._solve()
+        return self._nonfinite
+
+
 @attrs.frozen
 class ActivationProbe:
     """What one pass over the calibration windows measured."""
 
-    rmt: Mapping[str, ModuleRatio]
+    ratios: _Ratios = attrs.field(repr=False)
     branch_energy: Mapping[str, tuple[float, ...]]
     """FFN branch -> per-window ``mean(y²)``."""
     window_nll: tuple[float, ...] | None
     window_tokens: tuple[int, ...] | None
-    nonfinite_outputs: tuple[str, ...]
     windows: int
+
+    @property
+    def rmt(self) -> Mapping[str, ModuleRatio]:
+        """Module -> token-weighted RMT ratio (solved on first use, see :class:`_Ratios`)."""
+        return self.ratios.modules
+
+    @property
+    def nonfinite_outputs(self) -> tuple[str, ...]:
+        """Modules with a non-finite activation."""
+        return self.ratios.nonfinite
 
 
 def _matrix_owners(model: Any) -> dict[str, str]:
@@ -290,24 +366,14 @@ class _Pass:
         self._handles.clear()
 
     def result(self) -> ActivationProbe:
+        """The probe; its RMT ratios are solved when first read (with any other pass's)."""
         recorder = self.recorder
-        recorder.queue.solve()
-        rmt = {}
-        for name, values in recorder.queue.ratios.items():
-            total = sum(rows for _r, rows, _c in values)
-            rmt[name] = ModuleRatio(
-                family=classify(name),
-                ratio=sum(r * rows for r, rows, _c in values) / total,
-                tokens=total,
-                features=values[0][2],
-            )
         usable_nll = bool(self.nll) and all(math.isfinite(v) for v in self.nll)
         return ActivationProbe(
-            rmt=rmt,
+            ratios=_Ratios(recorder.queue, defer=True),
             branch_energy={name: tuple(v) for name, v in recorder.energy.items()},
             window_nll=tuple(self.nll) if usable_nll else None,
             window_tokens=tuple(self.tokens) if usable_nll else None,
-            nonfinite_outputs=tuple(sorted(recorder.queue.nonfinite)),
             windows=self.windows,
         )
 
