@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import gc
 import math
+import weakref
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from guards_support import Loaded, damaged, failed, low_rank_, matrices, prune_, rtn_, run_guards
+from guards_support import (
+    Loaded,
+    damaged,
+    failed,
+    load_for_guards,
+    low_rank_,
+    matrices,
+    prune_,
+    rtn_,
+    run_guards,
+)
 
 from invarlock_core.errors import ConfigError
 from invarlock_core.families import classify
 from invarlock_core.finiteness import nonfinite_counts
+from invarlock_core.guarding import GuardContext
 from invarlock_guards.invariants import snapshot_structure
+from invarlock_guards.plugin import builtin_guards
+from invarlock_guards.spectral import SpectralGuard
 
 ARCHES = ("gpt2", "llama", "mixtral")
 
@@ -309,3 +325,49 @@ def test_probes_report_the_rmt_delta_and_ve_proposals(guard_model: Callable[[str
     assert probe["ab"]["ran"] is True
     json.dumps(probe, allow_nan=False)
     json.dumps(noop_rmt, allow_nan=False)
+
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_baseline_states_keep_nothing_of_the_baseline_model_alive(
+    tiny_model_dir: Callable[[str], Path], arch: str
+) -> None:
+    """``evaluate`` drops the baseline before loading the subject: the guards' baseline states
+    (measured, their solves possibly still waiting for a subject's) must hold none of its tensors."""
+    guards = {guard.name: guard for guard in builtin_guards()}
+    context = GuardContext()
+    baseline = load_for_guards(tiny_model_dir(arch), arch)
+    states = {name: guard.prepare(baseline.baseline(), context) for name, guard in guards.items()}
+    gone = [weakref.ref(baseline.loaded.model)]
+    gone += [weakref.ref(tensor) for tensor in baseline.loaded.model.parameters()]
+    del baseline
+    gc.collect()
+    assert all(ref() is None for ref in gone)
+    subject = load_for_guards(tiny_model_dir(arch), arch)
+    for name, guard in guards.items():  # the states still serve: a noop passes every guard
+        result = guard.validate(subject.subject(), states[name], context)
+        assert result.passed, (name, result.violations)
+
+
+def test_spectral_state_gives_the_same_findings_solved_jointly_or_alone(
+    guard_model: Callable[[str], Loaded],
+) -> None:
+    """A baseline state's direct solves wait for the first subject's (one call); a state solved
+    on its own, or validated again once solved, gives the same findings within the tolerance."""
+    model = guard_model("mixtral")
+    guard, context = SpectralGuard(), GuardContext()
+    subject = damaged(model.loaded.model, lambda m: [low_rank_(p, 4) for p in matrices(m).values()])
+    joint = guard.prepare(model.baseline(), context)
+    alone = guard.prepare(model.baseline(), context)
+    assert alone.spectra  # read before any subject: solved on its own
+    first = guard.validate(model.subject(subject), joint, context)
+    assert not first.passed
+    for state in (joint, alone):
+        again = guard.validate(model.subject(subject), state, context)
+        assert {(v.target, v.severity) for v in again.violations} == {
+            (v.target, v.severity) for v in first.violations
+        }
+        assert again.metrics["caps_applied"] == first.metrics["caps_applied"]
+        for row, reference in zip(again.details["top_modules"], first.details["top_modules"]):
+            assert row["module"] == reference["module"]
+            assert row["sigma_ratio"] == pytest.approx(reference["sigma_ratio"], rel=2e-3)

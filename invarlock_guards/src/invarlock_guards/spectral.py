@@ -159,9 +159,62 @@ def measure_matrices(
     all stacks are measured, then every size is solved in one call
     (:func:`~invarlock_guards.spectral_norm.exact_top_eigenvalues`).
     """
+    return _measure(matrices, seed=seed, krylov=krylov).result()
+
+
+class _Measurement:
+    """Measured matrices whose directly solved Grams may still wait, so that a baseline's and a
+    subject's are solved in one call (:meth:`solve`)."""
+
+    def __init__(
+        self,
+        measured: list[tuple[_Measured, list[float] | None]],
+        grams: list[Any],
+        tolerance: float,
+    ) -> None:
+        self._measured = measured
+        self._grams = grams
+        self._tolerance = tolerance
+        self._done: tuple[dict[str, MatrixSpectrum], dict[str, Any]] | None = None
+        self.names = frozenset(name for item, _s in measured for name in item.names)
+
+    def solve(self, *others: _Measurement) -> None:
+        """Solve this measurement's waiting Grams, and those of ``others``, in one call."""
+        group = [m for m in {id(m): m for m in (self, *others)}.values() if m._done is None]
+        if not group:
+            return
+        torch = require("torch", purpose="the spectral guard")
+        with torch.no_grad():
+            # The tolerance is stated on σ; λ = σ² may move twice as much.
+            solved = iter(
+                exact_top_eigenvalues(
+                    [gram for m in group for gram in m._grams],
+                    tolerance=2.0 * min(m._tolerance for m in group),
+                )
+            )
+        for measurement in group:
+            spectra: dict[str, MatrixSpectrum] = {}
+            sketches: dict[str, Any] = {}
+            for item, sigmas in measurement._measured:
+                if sigmas is None:  # solved directly, just now
+                    sigmas = next(solved).sqrt().tolist()
+                item.record(sigmas, spectra, sketches)
+            measurement._done = (dict(sorted(spectra.items())), sketches)
+            measurement._grams = []
+
+    def result(self) -> tuple[dict[str, MatrixSpectrum], dict[str, Any]]:
+        """The spectra and the sketches, keyed by name (solving first if needed)."""
+        self.solve()
+        assert self._done is not None
+        return self._done
+
+
+def _measure(
+    matrices: Sequence[WeightMatrix], *, seed: int, krylov: KrylovSettings
+) -> _Measurement:
     torch = require("torch", purpose="the spectral guard")
     measured: list[tuple[_Measured, list[float] | None]] = []
-    exact: list[Any] = []  # Grams solved together after the loop: one call per size
+    exact: list[Any] = []  # Grams solved together later: one call per size
     with torch.no_grad():
         for chunk in matrix_stacks([m.tensor for m in matrices], [m.name for m in matrices]):
             names = [matrices[i].name for i in chunk.indices]
@@ -181,7 +234,8 @@ def measure_matrices(
             statistics = torch.stack(columns, dim=1).tolist()  # one transfer per stack
             sigmas = [row.pop() for row in statistics] if gram is None else None
             measurement = _Measured(
-                members=[matrices[i] for i in chunk.indices],
+                names=names,
+                families=[matrices[i].family for i in chunk.indices],
                 oriented=(int(stack.shape[1]), int(stack.shape[2])),
                 finite=chunk.finite,
                 transposed=chunk.transposed,
@@ -189,22 +243,16 @@ def measure_matrices(
                 sketches=sketch_stack(stack, names, seed=seed),
             )
             measured.append((measurement, sigmas))
-        # The tolerance is stated on σ; λ = σ² may move twice as much.
-        solved = iter(exact_top_eigenvalues(exact, tolerance=2.0 * krylov.tolerance))
-    spectra: dict[str, MatrixSpectrum] = {}
-    sketches: dict[str, Any] = {}
-    for measurement, sigmas in measured:
-        if sigmas is None:  # solved exactly after the loop
-            sigmas = next(solved).sqrt().tolist()
-        measurement.record(sigmas, spectra, sketches)
-    return dict(sorted(spectra.items())), sketches
+    return _Measurement(measured, exact, krylov.tolerance)
 
 
 @attrs.frozen
 class _Measured:
-    """One measured stack, without the stack itself (only its small results are kept)."""
+    """One measured stack, without the stack itself or any reference to the model's tensors
+    (only its small results are kept: a baseline state must not keep the baseline alive)."""
 
-    members: list[WeightMatrix]
+    names: list[str]
+    families: list[str]
     oriented: tuple[int, int]
     finite: tuple[bool, ...]
     transposed: tuple[bool, ...]
@@ -218,17 +266,23 @@ class _Measured:
         """Add the spectra (and the sketches of the finite matrices) to the caller's maps."""
         long, short = self.oriented
         rows = zip(
-            self.members, self.sketches, sigmas, self.statistics, self.finite, self.transposed
+            self.names,
+            self.families,
+            self.sketches,
+            sigmas,
+            self.statistics,
+            self.finite,
+            self.transposed,
         )
-        for matrix, sketch, sigma, (frobenius, live_long, live_short), finite, flip in rows:
+        for name, family, sketch, sigma, stats, finite, flip in rows:
+            frobenius, live_long, live_short = stats
             if finite:
-                sketches[matrix.name] = sketch
+                sketches[name] = sketch
             zero_long, zero_short = long - live_long, short - live_short
             zero_rows, zero_cols = (zero_short, zero_long) if flip else (zero_long, zero_short)
-            shape = (int(matrix.tensor.shape[0]), int(matrix.tensor.shape[1]))
-            spectra[matrix.name] = MatrixSpectrum(
-                family=matrix.family,
-                shape=shape,
+            spectra[name] = MatrixSpectrum(
+                family=family,
+                shape=(short, long) if flip else (long, short),
                 sigma=sigma if finite else math.nan,
                 frobenius=frobenius if finite else math.nan,
                 zero_rows=int(zero_rows) if finite else 0,
@@ -485,8 +539,16 @@ def _thresholds(settings: SpectralSettings) -> dict[str, Any]:
 @attrs.frozen
 class _SpectralState:
     settings: SpectralSettings
-    spectra: Mapping[str, MatrixSpectrum]
-    sketches: Mapping[str, Any]
+    measurement: _Measurement
+    """The baseline's matrices; their direct solves wait for the first subject's (one call)."""
+
+    @property
+    def spectra(self) -> Mapping[str, MatrixSpectrum]:
+        return self.measurement.result()[0]
+
+    @property
+    def sketches(self) -> Mapping[str, Any]:
+        return self.measurement.result()[1]
 
 
 class SpectralGuard:
@@ -499,10 +561,10 @@ class SpectralGuard:
         settings = SpectralSettings.from_table(
             guard_settings(self.name, context.tier, context.options)
         )
-        spectra, sketches = measure_spectra(
-            baseline.model, seed=context.seed, krylov=settings.krylov
+        matrices = weight_matrices(baseline.model)
+        return _SpectralState(
+            settings, _measure(matrices, seed=context.seed, krylov=settings.krylov)
         )
-        return _SpectralState(settings, spectra, sketches)
 
     def validate(
         self, subject: ModelUnderTest, baseline_state: _SpectralState, context: GuardContext
@@ -512,12 +574,15 @@ class SpectralGuard:
         # baseline's spectrum: it is taken from the baseline state, not measured again, and its
         # relative change is 0 (no sketch: compare_spectra's default for a module without one).
         reused, measured = [], []
+        baseline_names = baseline_state.measurement.names
         for matrix in weight_matrices(subject.model):
-            if matrix.parameter in subject.unchanged and matrix.name in baseline_state.spectra:
+            if matrix.parameter in subject.unchanged and matrix.name in baseline_names:
                 reused.append(matrix.name)
             else:
                 measured.append(matrix)
-        spectra, sketches = measure_matrices(measured, seed=context.seed, krylov=settings.krylov)
+        measurement = _measure(measured, seed=context.seed, krylov=settings.krylov)
+        measurement.solve(baseline_state.measurement)  # both sides' direct solves in one call
+        spectra, sketches = measurement.result()
         for name in reused:
             spectra[name] = baseline_state.spectra[name]
         changes = relative_changes(baseline_state.sketches, sketches)
