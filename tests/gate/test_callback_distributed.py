@@ -152,6 +152,9 @@ def _hooks_worker(rank: int, tmp: Path) -> dict[str, Any]:
         out["mismatch_error"] = None
     except VeriscopeUsageError as exc:
         out["mismatch_error"] = str(exc)
+    # Both ranks leave their last collective before either tears the group down: a rank whose
+    # peer (or the store on rank 0) is already gone could abort at exit in gloo's threads.
+    torch.distributed.barrier()
     torch.distributed.destroy_process_group()
     return out
 
