@@ -9,7 +9,6 @@ leave no hook behind.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +22,7 @@ from invarlock_core.guarding import GuardChain, GuardContext, ModelUnderTest
 from invarlock_core.models import load_model
 from invarlock_core.plugins import Registries, get_registries
 from invarlock_guards.activation_grams import GramQueue
+from invarlock_guards.rmt import RMTGuard
 
 pytestmark = pytest.mark.slow
 
@@ -196,13 +196,12 @@ def test_a_failing_hook_never_breaks_the_scoring_pass(
     assert _hook_count(loaded.model) == 0
 
 
-def test_probes_of_one_seed_are_solved_together_when_first_read(
+def test_probes_are_solved_when_first_read_or_together(
     tiny_model_dir: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A probe's RMT ratios are solved when first read, with every other probe of its seed still
-    waiting (inside ``evaluate``: the baseline's and the subject's, once); a probe too large to
-    keep waiting is solved at once."""
-    monkeypatch.setattr(activation_probe, "_PENDING", weakref.WeakSet())
+    """A probe's RMT ratios are solved when first read, or together with other probes of its
+    seed by ``solve`` (the RMT guard's baseline and subject: one set of solves); a probe too
+    large to keep its problems waiting is solved at once."""
     solves: list[int] = []
     original = GramQueue.solve
 
@@ -220,15 +219,28 @@ def test_probes_of_one_seed_are_solved_together_when_first_read(
 
     baseline, subject, other = probe("baseline", 0), probe("subject", 0), probe("subject", 1)
     assert solves == []
+    subject.solve(baseline, other, subject)
+    assert solves == [2, 1]  # the two seed-0 probes together; seed 1 on its own
     ratios = dict(subject.rmt)
-    assert solves == [2]  # both seed-0 probes in one solve; the seed-1 probe still waits
     assert ratios
-    assert baseline.rmt.keys() == ratios.keys()
+    assert baseline.rmt.keys() == other.rmt.keys() == ratios.keys()
     for name, ratio in baseline.rmt.items():
         assert ratio.ratio == pytest.approx(ratios[name].ratio, rel=1e-6)  # the same model
     assert baseline.nonfinite_outputs == subject.nonfinite_outputs == ()
-    assert other.rmt.keys() == ratios.keys()
-    assert solves == [2, 1]
+    subject.solve(baseline)
+    assert solves == [2, 1]  # solved once
+    alone = probe("subject", 2)
+    assert alone.rmt.keys() == ratios.keys()  # first read: solved on its own
+    assert solves == [2, 1, 1]
+    guard, context = RMTGuard(), GuardContext(seed=4)
+    state = guard.prepare(
+        ModelUnderTest("baseline", loaded.model, loaded.path, loaded.digest, calibration), context
+    )
+    result = guard.validate(
+        ModelUnderTest("subject", loaded.model, loaded.path, "s", calibration), state, context
+    )
+    assert result.passed
+    assert solves == [2, 1, 1, 2]  # the guard solves its baseline and subject together
     monkeypatch.setattr(activation_probe, "_DEFER_ELEMENTS", 0)
-    probe("subject", 2)
-    assert solves == [2, 1, 1]  # solved at once
+    probe("subject", 3)
+    assert solves == [2, 1, 1, 2, 1]  # solved at once

@@ -17,17 +17,16 @@ With ``scales`` the FFN branch outputs are multiplied by per-module factors duri
 subject is never modified; the hooks are removed afterwards).
 
 How the ratios are computed cheaply (output or input Grams, stacked solves) is described in
-:mod:`invarlock_guards.activation_grams`. A probe's ratios are solved when first read, together
-with those of every other probe of the same seed still waiting: inside ``evaluate`` the baseline's
-and the subject's standardised Grams go through one set of stacked solves (a pass with more than
-2^24 Gram elements is solved at once rather than kept).
+:mod:`invarlock_guards.activation_grams`. A probe's ratios are solved when first read, or
+together with other probes' by :meth:`ActivationProbe.solve`: the RMT guard solves the baseline's
+and the subject's standardised Grams in one set of stacked solves (a pass with more than 2^24 Gram
+elements is solved at once rather than kept).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import threading
 import time
 import weakref
 from collections.abc import Mapping, Sequence
@@ -66,40 +65,32 @@ class ModuleRatio:
 
 
 _DEFER_ELEMENTS = 1 << 24
-"""A pass keeps its standardised Grams for a joint solve only up to this many elements (64 MiB
-of float32); a larger set is solved at once."""
-
-_PENDING: weakref.WeakSet[_Ratios] = weakref.WeakSet()
-_PENDING_LOCK = threading.Lock()
+"""A pass keeps its standardised Grams for a later joint solve only up to this many elements
+(64 MiB of float32); a larger set is solved at once."""
 
 
 class _Ratios:
-    """The RMT ratios of one pass, solved on first use.
+    """The RMT ratios of one pass, solved on first use, or together with other passes' by
+    :meth:`solve` (the RMT guard solves the baseline's and the subject's in one call)."""
 
-    Until then the pass's standardised Grams wait in :data:`_PENDING`, and the first pass whose
-    ratios are read solves every waiting pass of its seed in the same stacked solves: inside
-    ``invarlock evaluate`` the baseline's and the subject's problems are solved together, once.
-    """
-
-    def __init__(self, queue: GramQueue, *, defer: bool) -> None:
+    def __init__(self, queue: GramQueue) -> None:
         self._queue = queue
         self._modules: dict[str, ModuleRatio] | None = None
         self._nonfinite: tuple[str, ...] = ()
-        if defer and queue.pending() <= _DEFER_ELEMENTS:
-            with _PENDING_LOCK:
-                _PENDING.add(self)
-        else:
-            self._solve()
+        if queue.pending() > _DEFER_ELEMENTS:
+            self.solve()
 
-    def _solve(self) -> None:
-        with _PENDING_LOCK:
-            if self._modules is not None:
-                return
-            company = [r for r in _PENDING if r._queue.seed == self._queue.seed and r is not self]
-            self._queue.solve(*(r._queue for r in company))
-            for ratios in (self, *company):
+    def solve(self, *others: _Ratios) -> None:
+        """Solve the unsolved ones of these ratios and ``others``: one set of stacked solves per
+        seed."""
+        by_seed: dict[int, list[_Ratios]] = {}
+        for ratios in {id(r): r for r in (self, *others)}.values():
+            if ratios._modules is None:
+                by_seed.setdefault(ratios._queue.seed, []).append(ratios)
+        for group in by_seed.values():
+            group[0]._queue.solve(*(r._queue for r in group[1:]))
+            for ratios in group:
                 ratios._collect()
-                _PENDING.discard(ratios)
 
     def _collect(self) -> None:
         modules = {}
@@ -117,14 +108,14 @@ class _Ratios:
     @property
     def modules(self) -> Mapping[str, ModuleRatio]:
         if self._modules is None:
-            self._solve()
+            self.solve()
         assert self._modules is not None
         return self._modules
 
     @property
     def nonfinite(self) -> tuple[str, ...]:
         if self._modules is None:
-            self._solve()
+            self.solve()
         return self._nonfinite
 
 
@@ -141,8 +132,13 @@ class ActivationProbe:
 
     @property
     def rmt(self) -> Mapping[str, ModuleRatio]:
-        """Module -> token-weighted RMT ratio (solved on first use, see :class:`_Ratios`)."""
+        """Module -> token-weighted RMT ratio (solved on first use unless :meth:`solve` was)."""
         return self.ratios.modules
+
+    def solve(self, *others: ActivationProbe) -> None:
+        """Solve the RMT problems of this probe and of ``others`` in one set of stacked solves
+        (probes of another seed, or already solved, are left to themselves)."""
+        self.ratios.solve(*(other.ratios for other in others))
 
     @property
     def nonfinite_outputs(self) -> tuple[str, ...]:
@@ -366,11 +362,11 @@ class _Pass:
         self._handles.clear()
 
     def result(self) -> ActivationProbe:
-        """The probe; its RMT ratios are solved when first read (with any other pass's)."""
+        """The probe; its RMT ratios are solved when first read or by :meth:`ActivationProbe.solve`."""
         recorder = self.recorder
         usable_nll = bool(self.nll) and all(math.isfinite(v) for v in self.nll)
         return ActivationProbe(
-            ratios=_Ratios(recorder.queue, defer=True),
+            ratios=_Ratios(recorder.queue),
             branch_energy={name: tuple(v) for name, v in recorder.energy.items()},
             window_nll=tuple(self.nll) if usable_nll else None,
             window_tokens=tuple(self.tokens) if usable_nll else None,

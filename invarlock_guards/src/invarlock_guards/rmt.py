@@ -173,6 +173,7 @@ class RMTGuard:
                 "calibration", "no calibration windows: RMT not measured", severity="warn"
             )
             return guard_result(self.name, [note], metrics={"windows": 0}, thresholds=thresholds)
+        probe.solve(baseline_state.probe)  # both sides' problems in one set of solves
         violations, metrics, details = compare_rmt(baseline_state.probe.rmt, probe.rmt, settings)
         violations.extend(
             Violation(name, "non-finite activations") for name in probe.nonfinite_outputs
