@@ -9,7 +9,6 @@ Nothing from a pack is ever executed, imported or unpickled: only JSON is parsed
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import stat
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import attrs
+
+from invarlock_core.json_files import MAX_JSON_BYTES, parse_json_strict
 
 __all__ = [
     "MAX_FILES",
@@ -33,8 +34,6 @@ __all__ = [
     "walk_pack",
 ]
 
-MAX_JSON_BYTES: Final = 64 * 1024 * 1024
-"""Upper bound on any JSON document read from a pack."""
 MAX_FILES: Final = 200_000
 """Upper bound on the number of files a pack may hold."""
 MAX_DEPTH: Final = 32
@@ -112,12 +111,8 @@ def read_bounded(path: Path, limit: int = MAX_JSON_BYTES) -> bytes:
     return data
 
 
-def _reject_constant(token: str) -> Any:
-    raise ValueError(f"non-finite number {token} is not allowed")
-
-
 def read_json_bounded(path: Path, limit: int = MAX_JSON_BYTES) -> Any:
-    """Parse a JSON file read with :func:`read_bounded`; NaN/Infinity are refused.
+    """Parse a JSON file read with :func:`read_bounded` strictly (:func:`parse_json_bytes`).
 
     Raises ``ValueError`` (including ``json.JSONDecodeError`` and ``UnicodeDecodeError``) for
     documents that are not strict UTF-8 JSON.
@@ -126,8 +121,12 @@ def read_json_bounded(path: Path, limit: int = MAX_JSON_BYTES) -> Any:
 
 
 def parse_json_bytes(data: bytes) -> Any:
-    """Parse strict UTF-8 JSON bytes (NaN/Infinity refused); raises ``ValueError`` otherwise."""
-    return json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    """Parse strict UTF-8 JSON bytes; raises ``ValueError`` otherwise.
+
+    Duplicate keys, NaN/Infinity, nesting beyond the core's depth bound and oversized documents
+    are refused (:func:`invarlock_core.json_files.parse_json_strict`).
+    """
+    return parse_json_strict(data)
 
 
 @attrs.frozen

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, TypeVar
 
 import cattrs
 
+from invarlock_core.json_files import MAX_JSON_BYTES, StrictJSONError, parse_json_strict
 from invarlock_core.serialization import make_converter
 from invarlock_core.serialization import structure as core_structure
 from veriscope_gate.errors import ArtifactError
@@ -36,17 +36,19 @@ def as_object(value: Any) -> dict[str, Any]:
 
 
 def read_json_object(path: Path) -> dict[str, Any]:
-    """Read a JSON object from ``path``; missing, unreadable or non-object files raise ArtifactError."""
+    """Read a JSON object from ``path`` strictly; missing, unreadable, malformed (duplicate keys,
+    NaN/Infinity, too deep, too large) or non-object files raise ArtifactError."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_JSON_BYTES + 1)
     except FileNotFoundError:
         raise ArtifactError(f"{path.name} is missing in {path.parent}") from None
     except OSError as exc:
         raise ArtifactError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{path.name} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+        data = parse_json_strict(raw)
+    except StrictJSONError as exc:
+        raise ArtifactError(f"{path.name} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ArtifactError(f"{path.name} must hold a JSON object, found {type(data).__name__}")
     return data
