@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from invarlock_core.errors import InputError
@@ -70,6 +70,7 @@ def test_non_finite_numbers_are_refused(token: str, depth: int) -> None:
             reader(document.encode())
 
 
+@settings(deadline=None, max_examples=30)  # documents of up to 400k characters
 @given(st.integers(MAX_JSON_DEPTH + 1, 200_000), st.sampled_from(["[", '{"a":']))
 def test_any_depth_beyond_the_bound_is_a_value_error(depth: int, opener: str) -> None:
     closer = "]" if opener == "[" else "}"
