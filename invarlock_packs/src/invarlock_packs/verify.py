@@ -5,9 +5,11 @@ Checks run in this order and each one is recorded, pass or fail:
 1. files (exit 3): the pack directory, ``manifest.json`` and ``checksums.sha256`` exist;
 2. format (4): the manifest is strict JSON, format ``evidence-pack-v1``, and matches the shipped
    JSON Schema;
-3. signature (5): ``manifest.signature.json`` is present (unsigned packs fail closed), canonical,
-   verifies over the exact manifest bytes, names the signer the manifest names, and, when pinned,
-   the signer is the expected one or is in the trust store;
+3. signature (5): ``manifest.signature.json`` is present (unsigned packs fail closed), is strict
+   JSON in any layout (the signature covers the manifest's bytes, not the bundle's formatting, so
+   bundles from other evidence-pack-v1 producers verify), verifies over the exact manifest bytes,
+   names the signer the manifest names, and, when pinned, the signer is the expected one or is in
+   the trust store;
 4. integrity (6): ``checksums_sha256_digest`` binds ``checksums.sha256``; every listed file exists
    and matches; no links, special files, unsafe or case-colliding names; every digest-backed
    manifest reference matches; with ``strict`` also no file outside the checksums;
@@ -28,14 +30,14 @@ from typing import Any, Literal
 
 import attrs
 
-from invarlock_core.canonical import canonical_json, sha256_hex
+from invarlock_core.canonical import sha256_hex
 from invarlock_core.errors import UsageError
 from invarlock_core.schema_validation import schema_errors
 from invarlock_packs import layout
 from invarlock_packs.checksums import ChecksumFormatError, hash_files, parse_checksums
 from invarlock_packs.errors import CATEGORY_EXIT_CODES, CheckCategory
 from invarlock_packs.manifest_refs import digest_refs, report_entries
-from invarlock_packs.nested_reports import check_profile, verify_reports
+from invarlock_packs.nested_reports import ReportOutcome, check_profile, verify_reports
 from invarlock_packs.safe_paths import (
     MAX_JSON_BYTES,
     UnsafePathError,
@@ -243,10 +245,12 @@ def _check_files_and_format(run: _Run) -> tuple[bytes, dict[str, Any]] | None:
     return manifest_bytes, data
 
 
-def _canonical_bundle_problem(bundle: Mapping[str, Any], raw: bytes) -> str | None:
-    """Reject bundles that could be re-encoded without changing their meaning (malleability)."""
-    if canonical_json(bundle) != raw:
-        return "signature bundle is not canonical JSON (sorted keys, compact, UTF-8)"
+def _signature_value_problem(bundle: Mapping[str, Any]) -> str | None:
+    """Reject a signature value with more than one base64 spelling (malleable encodings).
+
+    The bundle's JSON layout is free (key order, whitespace, escapes): strict parsing already
+    refuses duplicate keys and trailing data, and nothing but the manifest bytes is signed.
+    """
     sig = bundle["signature"]["value"]
     try:
         if base64.b64encode(base64.b64decode(sig.encode("ascii"), validate=True)).decode() != sig:
@@ -287,9 +291,9 @@ def _check_signature(
             f"signature bundle is malformed: {_listed(problems)}",
         )
         return
-    canonical_problem = _canonical_bundle_problem(bundle, raw)
-    if canonical_problem:
-        run.add("signature.bundle", "signature", False, canonical_problem)
+    value_problem = _signature_value_problem(bundle)
+    if value_problem:
+        run.add("signature.bundle", "signature", False, value_problem)
         return
     outcome = check_signature_bundle(bundle, manifest_bytes)
     run.signer = outcome.fingerprint
@@ -458,8 +462,7 @@ def _check_reports(run: _Run, hashes: Mapping[str, str]) -> None:
     run.reports_checked += len(outcomes)
     for rel, outcome in zip(readable, outcomes):
         if not outcome.ok:
-            first = outcome.problems[0] if outcome.problems else f"exit {outcome.exit_code}"
-            failed.append(f"{rel}: {first}")
+            failed.append(f"{rel}: {_report_problem(outcome)}")
     run.add(
         "reports.nested",
         "reports",
@@ -482,6 +485,16 @@ def _check_reports(run: _Run, hashes: Mapping[str, str]) -> None:
         f"{_listed(lacking)}",
     )
     _check_edit_metadata(run, hashes)
+
+
+def _report_problem(outcome: ReportOutcome) -> str:
+    """The first problem of a failed report; a foreign report schema is named as such."""
+    first = outcome.problems[0] if outcome.problems else f"exit {outcome.exit_code}"
+    if first.startswith("schema:"):
+        # Another producer's report: integrity and signature still hold, but its numbers
+        # cannot be recomputed here, so nested verification fails closed (exit 7).
+        return f"not a report this verifier can recompute: {first}"
+    return first
 
 
 def _check_edit_metadata(run: _Run, hashes: Mapping[str, str]) -> None:
