@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from invarlock_core.canonical import canonical_json
+from invarlock_core.directory_swap import publish_directory, recover_leftovers, staging_prefix
 
 __all__ = [
     "atomic_write_bytes",
@@ -80,22 +81,19 @@ def staged_directory(final: str | Path, *, overwrite: bool = False) -> Iterator[
     """Build a directory in a hidden sibling and rename it to ``final`` on success.
 
     On any exception the staging directory is removed and ``final`` is untouched. With
-    ``overwrite=True`` an existing ``final`` is replaced only after the new one is complete.
+    ``overwrite=True`` an existing ``final`` is replaced only after the new one is complete, by a
+    swap that never leaves ``final`` missing (:mod:`invarlock_core.directory_swap`); what a killed
+    earlier writer left beside ``final`` is recovered or removed first.
     """
     target = Path(final)
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists")
-    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    recover_leftovers(target)
+    stage = Path(tempfile.mkdtemp(prefix=staging_prefix(target), dir=target.parent))
     try:
         yield stage
-        if target.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.replace(target, trash / "old")
-            os.replace(stage, target)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(stage, target)
+        publish_directory(stage, target)
         _fsync_dir(target.parent)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)

@@ -23,6 +23,7 @@ from invarlock_core.canonical import canonical_json, prefixed, sha256_hex
 from invarlock_core.errors import InputError, UsageError
 from invarlock_core.schema_validation import validate_instance
 from invarlock_packs import layout
+from invarlock_packs.build_destination import check_destination, check_not_over_inputs
 from invarlock_packs.build_inputs import (
     SIMPLE_NAME,
     PlannedReport,
@@ -102,8 +103,7 @@ def build_pack(
     requires a PASS verdict, a signing key and runtime manifests.
     """
     target = Path(out_dir)
-    if target.exists() and not overwrite:
-        raise InputError(f"{target} already exists (use overwrite to replace it)")
+    check_destination(target, overwrite=overwrite)
     if release_review:
         require_pass = require_runtime_manifests = True
         if signing_key is None:
@@ -147,6 +147,20 @@ def build_pack(
         read_json_input(path, "summary")
     if config_source is not None and not Path(config_source).is_file():
         raise InputError(f"config source {config_source} is not a file")
+    check_not_over_inputs(
+        target,
+        [
+            verdict_path,
+            *(p.source for p in plans),
+            *(source for p in plans for _, source in p.sidecars),
+            *(v for v in (metadata or {}).values() if isinstance(v, Path | str)),
+            *material_items.values(),
+            *summary_paths,
+            *([Path(config_source)] if config_source is not None else []),
+            *([Path(signing_key)] if isinstance(signing_key, str | Path) else []),
+        ],
+        [p.source.parent for p in plans],
+    )
 
     created = _created_at()
     with staged_directory(target, overwrite=overwrite) as stage:
