@@ -275,8 +275,8 @@ def test_only_world_rank_zero_writes_the_capsule(trainer_runs: tuple[Path, list[
     assert [m["iter"] for m in results["metrics"]] == list(range(1, 41))
     events = [json.loads(line)["event"] for line in
               (shared / "governance_log.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert events.count("session_opened") == 1
-    assert events.count("session_closed") == 1
+    assert events.count("session_opened_v1") == 1
+    assert events.count("session_closed_v1") == 1
     done = subprocess.run(veriscope_cmd("validate", str(shared)), capture_output=True, text=True,
                           timeout=DEADLINE_S, check=False)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -83,7 +83,7 @@ def test_override_is_an_overlay(capsule_factory: Factory, capsys: pytest.Capture
     assert judgement["status"] == "pass"
     assert judgement["reviewer"] == "Ada"
     events = [json.loads(line)["event"] for line in (out / GOVERNANCE_LOG).read_text().splitlines()]
-    assert events[-1] == "manual_override"
+    assert events[-1] == "manual_override_v1"
     assert validate_capsule(out, strict_governance=True).ok
     _, text, _ = _run(capsys, "report", str(out), "--format", "md")
     assert text.index("## Manual Judgement") < text.index("## Gate Summary")

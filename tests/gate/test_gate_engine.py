@@ -69,7 +69,7 @@ def test_controls_hash_payload_uses_null_for_absent() -> None:
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
-    [({"gate_window": 7}, "multiple of metric_interval"), ({"policy": "vote"}, "policy must be"),
+    [({"gate_window": 7}, "multiple of metric_interval"), ({"policy": "vote"}, "policy='vote' .expected one of either"),
      ({"null_permutations": 10}, "null_permutations must be"), ({"nope": 1}, "unknown gate control"),
      ({"eps": 0}, "eps must be")],
 )

@@ -12,8 +12,10 @@ import sys
 from pathlib import Path
 
 _PACKS = Path(__file__).resolve().parents[1] / "packs"
-if str(_PACKS) not in sys.path:
-    sys.path.insert(0, str(_PACKS))  # for ``packhelpers``, which the pack fixtures import
+_GATE = Path(__file__).resolve().parents[1] / "gate"
+for _helpers in (_PACKS, _GATE):  # ``packhelpers`` and ``gate_helpers``
+    if str(_helpers) not in sys.path:
+        sys.path.insert(0, str(_helpers))
 
 
 def _load_pack_fixtures() -> object:

@@ -63,7 +63,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from invarlock_core.cli.output import print_json
+    from invarlock_core.errors import UsageError
     from invarlock_guards.calibration import CalibrationRequest, calibrate
+
+    # --name becomes part of file names under --out: one plain component, never a path.
+    if args.name is not None and (
+        not args.name or args.name.startswith(".") or any(c in args.name for c in "/\\\0")
+    ):
+        raise UsageError(f"--name must be a plain file-name component, got {args.name!r}")
 
     outcome = calibrate(
         CalibrationRequest(

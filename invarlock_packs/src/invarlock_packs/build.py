@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from invarlock_core.atomic import atomic_write_bytes, staged_directory
 from invarlock_core.canonical import canonical_json, prefixed, sha256_hex
 from invarlock_core.errors import InputError, UsageError
+from invarlock_core.output_checks import output_problem
 from invarlock_core.schema_validation import validate_instance
 from invarlock_packs import layout
 from invarlock_packs.build_destination import check_destination, check_not_over_inputs
@@ -104,6 +105,9 @@ def build_pack(
     """
     target = Path(out_dir)
     check_destination(target, overwrite=overwrite)
+    problem = output_problem(target, directory=True)
+    if problem:
+        raise InputError(problem)
     if release_review:
         require_pass = require_runtime_manifests = True
         if signing_key is None:

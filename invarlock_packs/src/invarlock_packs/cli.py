@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from invarlock_core.cli.arg_types import positive_int
 from invarlock_core.errors import UsageError
 from invarlock_core.hookspecs import hookimpl
 
@@ -144,7 +145,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     verify.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         default=None,
         help="processes for nested report verification (default: one per CPU, max 8)",
     )
@@ -333,9 +334,17 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _html(args: argparse.Namespace) -> int:
+    from invarlock_core.errors import InputError
+    from invarlock_core.output_checks import output_problem
     from invarlock_packs.html_export import export_pack_html
 
     output = args.output or args.pack.resolve().with_suffix(".html")
-    written = export_pack_html(args.pack, output)
+    problem = output_problem(output)
+    if problem:
+        raise InputError(problem)
+    try:
+        written = export_pack_html(args.pack, output)
+    except OSError as exc:
+        raise InputError(f"cannot write {output}: {exc.strerror or exc}") from None
     print(f"wrote {written}")
     return 0

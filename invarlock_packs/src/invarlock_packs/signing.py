@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from invarlock_core.atomic import atomic_write_bytes
 from invarlock_core.canonical import prefixed, sha256_hex
 from invarlock_core.errors import InputError, UsageError
+from invarlock_core.output_checks import output_problem
 from invarlock_packs.layout import SIGNATURE_FORMAT
 
 __all__ = [
@@ -81,6 +82,10 @@ def generate_key(path: str | Path, *, overwrite: bool = False) -> str:
         raise InputError(f"{target} already exists; refusing to overwrite a key (use --force)")
     if target.is_dir():
         raise InputError(f"{target} is a directory")
+    for path in (target, public_key_path(target)):
+        problem = output_problem(path)
+        if problem:
+            raise InputError(problem)
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
         serialization.Encoding.PEM,

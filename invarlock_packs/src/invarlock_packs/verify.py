@@ -180,6 +180,8 @@ def verify_pack(
     """
     if report_assurance not in REPORT_ASSURANCE_MODES:
         raise UsageError(f"report assurance must be one of {', '.join(REPORT_ASSURANCE_MODES)}")
+    if workers is not None and (isinstance(workers, bool) or workers < 1):
+        raise UsageError(f"workers must be a positive integer, got {workers}")
     check_profile(profile)
     pins, pin_source = _resolve_pins(expected_fingerprint, trust_store, use_default_trust_store)
     run = _Run(Path(pack_dir), strict, report_assurance, profile, pins, workers)

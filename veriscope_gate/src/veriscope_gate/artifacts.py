@@ -108,6 +108,9 @@ class Summary(RunRecord):
     wrapper_exit_code: int | None = None
     timing: Timing | None = None
     gate_controls_hash: str | None = None
+    governance_head: dict[str, Any] | None = None
+    """``{"rev", "entry_hash"}`` of the governance log's last line when this summary was written;
+    the next line seals the results (see :mod:`veriscope_gate.governance`)."""
     schema_version: int = SCHEMA_VERSION
 
 

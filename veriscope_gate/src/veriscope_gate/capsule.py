@@ -16,6 +16,7 @@ from invarlock_core.atomic import atomic_write_json, atomic_write_text
 from veriscope_gate import __version__
 from veriscope_gate.artifacts import Results, RunConfig, Summary
 from veriscope_gate.envcapture import capture_env, redact_argv
+from veriscope_gate.governance import log_head
 from veriscope_gate.serialization import unstructure
 from veriscope_gate.timeutil import utc_now
 
@@ -171,11 +172,15 @@ def write_run_config(outdir: Path, config: RunConfig) -> None:
 def write_results(outdir: Path, results: Results | None, summary: Summary) -> None:
     """Write results.json (when given), results_summary.json and the first-fail marker, atomically.
 
-    ``first_fail_iter.txt`` exists iff ``summary.first_fail_iter`` is not null.
+    ``first_fail_iter.txt`` exists iff ``summary.first_fail_iter`` is not null. The summary
+    records the governance log's head, so the seal that follows it can be found and a log cut
+    short before it is detected.
     """
     if results is not None:
         atomic_write_json(outdir / RESULTS, unstructure(results))
-    atomic_write_json(outdir / SUMMARY, unstructure(summary))
+    data = unstructure(summary)
+    data["governance_head"] = log_head(outdir)
+    atomic_write_json(outdir / SUMMARY, data)
     marker = outdir / FIRST_FAIL
     if summary.first_fail_iter is not None:
         atomic_write_text(marker, f"{summary.first_fail_iter}\n")

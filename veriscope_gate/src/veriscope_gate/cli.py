@@ -46,11 +46,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     report = validate_capsule(
         args.outdir, strict_governance=args.strict_governance,
         require_governance=args.require_governance, strict_identity=args.strict_identity,
-        allow_legacy_governance=args.allow_legacy_governance,
+        allow_legacy_governance=args.allow_legacy_governance, allow_legacy=args.allow_legacy,
     )
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps({"outdir": report.outdir, "valid": report.ok, "partial": report.partial,
-                          "governance": report.governance, "problems": report.problems},
+                          "governance": report.governance, "problems": report.problems,
+                          "warnings": report.warnings},
                          indent=2, sort_keys=True))
     if not report.ok:
         if not args.json:
@@ -63,11 +66,27 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_output(path: str | Path, *, directory: bool = False) -> None:
+    """Refuse an output that is a special file or cannot be written, before any work."""
+    from invarlock_core.output_checks import output_problem
+
+    problem = output_problem(path, directory=directory)
+    if problem:
+        raise VeriscopeUsageError(problem)
+
+
+def _write_output(path: str | Path, text: str) -> None:
+    from invarlock_core.atomic import atomic_write_text
+
+    try:
+        atomic_write_text(path, text)
+    except OSError as exc:
+        raise VeriscopeUsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def _emit(text: str, output: str | None) -> None:
     if output:
-        from invarlock_core.atomic import atomic_write_text
-
-        atomic_write_text(output, text)
+        _write_output(output, text)
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
@@ -75,6 +94,8 @@ def _emit(text: str, output: str | None) -> None:
 def _cmd_report(args: argparse.Namespace) -> int:
     from veriscope_gate.report import compare_report, render_report
 
+    if args.output:
+        _check_output(args.output)
     if args.compare:
         if args.outdir:
             raise VeriscopeUsageError("give either OUTDIR or --compare A B ..., not both")
@@ -94,8 +115,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_override(args: argparse.Namespace) -> int:
+    from veriscope_gate.capsule import MANUAL
     from veriscope_gate.override import apply_override
 
+    _check_output(Path(args.outdir) / MANUAL)
     judgement = apply_override(args.outdir, status=args.status, reason=args.reason,
                                reviewer=args.reviewer, ts_utc=args.ts_utc)
     print(f"manual judgement recorded: {judgement.status} ({Path(args.outdir) / 'manual_judgement.json'})")
@@ -103,12 +126,13 @@ def _cmd_override(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from invarlock_core.atomic import atomic_write_text
     from veriscope_gate.calibrate import calibrate, calibration_json, calibration_markdown
 
+    for output in (args.out, args.out_md):
+        _check_output(output)
     summary = calibrate(args.control_dir, args.injected_dir, onset=args.onset)
-    atomic_write_text(args.out, calibration_json(summary))
-    atomic_write_text(args.out_md, calibration_markdown(summary))
+    _write_output(args.out, calibration_json(summary))
+    _write_output(args.out_md, calibration_markdown(summary))
     print(f"calibration_status={summary['calibration_status']} FAR={summary['FAR']} "
           f"Delay_W={summary['Delay_W']} overhead={summary['overhead']} -> {args.out}, {args.out_md}")
     return EXIT_OK
@@ -173,6 +197,8 @@ def build_parser() -> _Parser:
     val.add_argument("--require-governance", action="store_true")
     val.add_argument("--strict-identity", action="store_true")
     val.add_argument("--allow-legacy-governance", action="store_true")
+    val.add_argument("--allow-legacy", action="store_true",
+                     help="accept reference v0 capsules that lack contract keys (one warning per key)")
     val.add_argument("--json", action="store_true", help="print the result as JSON")
     val.set_defaults(handler=_cmd_validate)
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import math
 import tomllib
+import types
 from collections.abc import Mapping
 from importlib import resources
-from typing import Any, Literal, cast
+from typing import Any, Literal, Union, cast, get_args, get_origin
 
 import attrs
 
@@ -134,17 +136,53 @@ class GateControls:
         return prefixed(canonical_digest(self.hash_payload()))
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> GateControls:
-        """A copy with ``overrides`` applied (unknown names are a :class:`PresetError`)."""
-        fields = attrs.fields_dict(GateControls)
+        """A copy with ``overrides`` applied; unknown names and values of the wrong type (checked
+        against the field's declared type) are a :class:`PresetError`."""
+        fields = attrs.fields_dict(attrs.resolve_types(GateControls))
         unknown = sorted(set(overrides) - set(fields))
         if unknown:
             raise PresetError(
                 f"unknown gate control(s) {', '.join(unknown)}; valid: {', '.join(sorted(fields))}"
             )
+        wrong = [f"{name}={value!r} (expected {_type_name(fields[name].type)})"
+                 for name, value in overrides.items() if not _accepts(fields[name].type, value)]
+        if wrong:
+            raise PresetError("invalid gate control override: " + "; ".join(wrong))
         try:
             return attrs.evolve(self, **dict(overrides))
         except TypeError as exc:
             raise PresetError(f"invalid gate control override: {exc}") from None
+
+
+def _accepts(declared: Any, value: Any) -> bool:
+    """Whether ``value`` (parsed from JSON) fits the declared field type."""
+    origin = get_origin(declared)
+    if origin in (Union, types.UnionType):
+        return any(_accepts(arm, value) for arm in get_args(declared))
+    if origin is Literal:
+        return value in get_args(declared)
+    if origin is dict:
+        key_type, value_type = get_args(declared)
+        return isinstance(value, dict) and all(
+            _accepts(key_type, k) and _accepts(value_type, v) for k, v in value.items()
+        )
+    if declared is type(None):
+        return value is None
+    if isinstance(value, bool) or declared is bool:
+        return isinstance(value, bool) and declared is bool
+    if declared is int:
+        return isinstance(value, int)
+    if declared is float:
+        return isinstance(value, int | float) and math.isfinite(value)
+    return isinstance(declared, type) and isinstance(value, declared)
+
+
+def _type_name(declared: Any) -> str:
+    if get_origin(declared) in (Union, types.UnionType):
+        return " or ".join(_type_name(arm) for arm in get_args(declared))
+    if get_origin(declared) is Literal:
+        return "one of " + ", ".join(map(str, get_args(declared)))
+    return "null" if declared is type(None) else getattr(declared, "__name__", str(declared))
 
 
 @functools.cache

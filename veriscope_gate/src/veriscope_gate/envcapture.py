@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_DENY_REGEX",
     "REDACTED",
     "EnvCapture",
+    "argv_secrets",
     "capture_env",
     "redact_argv",
 ]
@@ -105,6 +106,17 @@ def capture_env(
         deny_regex=list(deny_regex),
         redactions_applied=redacted,
     )
+
+
+def argv_secrets(argv: Sequence[str]) -> list[str]:
+    """The values :func:`redact_argv` hides in ``argv`` (to scrub them from logs too)."""
+    redacted, _ = redact_argv(argv)
+    secrets = []
+    for original, shown in zip(argv, redacted):
+        if original != shown:
+            flag, eq, value = original.partition("=")
+            secrets.append(value if eq and shown == f"{flag}={REDACTED}" else original)
+    return [s for s in secrets if s]
 
 
 def redact_argv(

@@ -55,6 +55,8 @@ class ReportModel:
     artifacts: list[tuple[str, str]]
     governance: list[str]
     gates: list[dict[str, Any]]
+    legacy: str | None = None
+    """The "legacy capsule" line: which contract keys a reference v0 capsule lacks."""
 
 
 def build_model(view: CapsuleView) -> ReportModel:
@@ -113,6 +115,8 @@ def build_model(view: CapsuleView) -> ReportModel:
         metadata=metadata, final=final, counts=counts, total_checks=total, far=far,
         overhead=overhead, manual=manual, artifacts=artifacts, governance=governance,
         gates=view.gates,
+        legacy=("Legacy capsule: missing " + ", ".join(view.legacy_missing)
+                if view.legacy_missing else None),
     )
 
 
@@ -136,6 +140,8 @@ _GATE_HEADER = ["Total checks", "Evaluated", "SKIP", "WARN", "FAIL"]
 def render_markdown(m: ReportModel) -> str:
     out = [f"# {m.title}", "", _md_table(["Field", "Value"], m.metadata), "",
            f"**Final decision: {m.final}**", ""]
+    if m.legacy is not None:
+        out += [f"> {m.legacy}", ""]
     if m.manual is not None:
         out += ["## Manual Judgement", "", *[f"- {line}" for line in m.manual], ""]
     out += ["## Gate Summary", "", _md_table(_GATE_HEADER, [_gate_summary_row(m)], ["r"] * 5), "",
@@ -151,6 +157,8 @@ def render_text(m: ReportModel) -> str:
     out = [m.title.replace("`", ""), ""]
     out += [f"  {k:<{width}}  {v.replace('`', '')}" for k, v in m.metadata]
     out += ["", f"Final decision: {m.final}", ""]
+    if m.legacy is not None:
+        out += [m.legacy, ""]
     if m.manual is not None:
         out += ["Manual Judgement", *[f"  {line}" for line in m.manual], ""]
     c = m.counts

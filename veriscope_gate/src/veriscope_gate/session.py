@@ -44,7 +44,7 @@ from veriscope_gate.capsule import (
 from veriscope_gate.controls import GateControls, load_preset
 from veriscope_gate.engine import GateEngine
 from veriscope_gate.errors import ArtifactError
-from veriscope_gate.governance import append_event
+from veriscope_gate.governance import append_event, seal_results
 from veriscope_gate.metrics import Metric
 from veriscope_gate.records import GateRecord, count_decisions, final_decision
 from veriscope_gate.serialization import read_json_object
@@ -248,8 +248,9 @@ class GateSession:
         )
         if self.write and not self.closed:
             write_results(self.outdir, results, summary)
-            append_event(self.outdir, "session_closed", run_id=self.run_id,
+            seal_results(self.outdir, "session_closed", run_id=self.run_id,
                          run_outdir=self._run_outdir(),
+                         controls_hash=self.controls.controls_hash(),
                          payload={"final_decision": summary.final_decision, "partial": partial,
                                   "counts": summary.counts})
         self.closed = True

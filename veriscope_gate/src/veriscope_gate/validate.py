@@ -1,6 +1,11 @@
 """``veriscope validate``: every schema and cross-artifact rule of the v1 contract, read-only.
 
 :func:`validate_capsule` collects **all** problems (it never stops at the first) and never writes.
+Beyond the seed's rules it rechecks what the capsule's own records vouch for: the governance
+log's seal (digests of ``results.json`` and ``results_summary.json``, found right after the
+summary's ``governance_head``) and the gate controls hash (recomputed from the controls stored in
+``window_signature.json``). Reference v0 capsules that lack contract keys fail with every missing
+key named, or pass with one warning each under ``allow_legacy`` (:mod:`veriscope_gate.legacy`).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from invarlock_core.schema_validation import schema_errors
+from invarlock_core.canonical import canonical_digest, prefixed
 from veriscope_gate.capsule import (
     FIRST_FAIL,
     MANUAL,
@@ -22,7 +27,8 @@ from veriscope_gate.capsule import (
 )
 from veriscope_gate.envcapture import REDACTED
 from veriscope_gate.errors import ArtifactError
-from veriscope_gate.governance import check_log
+from veriscope_gate.governance import check_log, check_seal
+from veriscope_gate.legacy import GOVERNANCE_HEAD, contract_errors
 from veriscope_gate.records import count_decisions, final_decision, flags_for
 from veriscope_gate.serialization import as_object, read_json_object
 from veriscope_gate.signature import same_hash, window_signature_hash
@@ -40,13 +46,17 @@ class ValidationReport:
     problems: list[str]
     partial: bool
     governance: str
+    warnings: list[str] = attrs.field(factory=list)
+    """One line per tolerated legacy absence (``allow_legacy``)."""
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def _load(outdir: Path, name: str, schema: str, problems: list[str]) -> dict[str, Any] | None:
+def _load(
+    outdir: Path, name: str, schema: str, problems: list[str], missing: list[str]
+) -> dict[str, Any] | None:
     path = outdir / name
     if not path.exists():
         return None
@@ -57,8 +67,31 @@ def _load(outdir: Path, name: str, schema: str, problems: list[str]) -> dict[str
         return None
     if data.get("schema_version") != 1:
         problems.append(f"{name}: schema_version must be 1, found {data.get('schema_version')!r}")
-    problems.extend(f"{name}: {p}" for p in schema_errors(data, schema, _PKG))
+    errors, absent = contract_errors(name, data, schema)
+    problems.extend(f"{name}: {p}" for p in errors)
+    missing.extend(f"{name}: {key}" for key in absent)
     return data
+
+
+def _check_controls(
+    signature: dict[str, Any] | None, records: dict[str, dict[str, Any] | None], problems: list[str]
+) -> None:
+    """The stored gate controls hash must be the hash of the stored controls, everywhere."""
+    gates = as_object(signature.get("gates")) if signature else {}
+    controls = gates.get("controls")
+    if not isinstance(controls, dict):
+        return
+    try:
+        recomputed = prefixed(canonical_digest(controls))
+    except (TypeError, ValueError):
+        problems.append(f"{WINDOW_SIGNATURE}: gates.controls cannot be hashed canonically")
+        return
+    stored = {WINDOW_SIGNATURE: gates.get("gate_controls_hash")}
+    stored.update({name: data.get("gate_controls_hash") for name, data in records.items() if data})
+    for name, value in stored.items():
+        if isinstance(value, str) and not same_hash(value, recomputed):
+            problems.append(f"{name}: gate_controls_hash {value} is not the hash {recomputed} "
+                            f"of the controls in {WINDOW_SIGNATURE}")
 
 
 def _check_gates(results: dict[str, Any], problems: list[str]) -> list[str]:
@@ -93,7 +126,7 @@ def _check_status(name: str, data: dict[str, Any], problems: list[str]) -> None:
         problems.append(f"{name}: run_status user_code_failure but runner_exit_code is 0")
 
 
-def _check_run_config(cfg: dict[str, Any], problems: list[str]) -> None:
+def _check_run_config(cfg: dict[str, Any], problems: list[str], legacy: list[str] | None) -> None:
     env = as_object(cfg.get("env"))
     capture = as_object(cfg.get("env_capture"))
     deny_exact = [d for d in capture.get("deny_exact", []) if isinstance(d, str)]
@@ -114,7 +147,10 @@ def _check_run_config(cfg: dict[str, Any], problems: list[str]) -> None:
     if isinstance(cfg.get("run"), dict):
         outdir = cfg["run"].get("outdir")
         if isinstance(outdir, str) and not Path(outdir).is_absolute():
-            problems.append(f"{RUN_CONFIG}: run.outdir must be an absolute path, found {outdir!r}")
+            if legacy is None:
+                problems.append(f"{RUN_CONFIG}: run.outdir must be an absolute path, found {outdir!r}")
+            else:
+                legacy.append(f"{RUN_CONFIG}: run.outdir (relative: {outdir!r})")
 
 
 def validate_capsule(
@@ -124,17 +160,24 @@ def validate_capsule(
     require_governance: bool = False,
     strict_identity: bool = False,
     allow_legacy_governance: bool = False,
+    allow_legacy: bool = False,
 ) -> ValidationReport:
-    """Validate the capsule in ``outdir`` against the v1 contract (read-only)."""
+    """Validate the capsule in ``outdir`` against the v1 contract (read-only).
+
+    ``allow_legacy`` accepts reference v0 capsules that lack contract keys (one warning per key,
+    absent nullable keys read as null); every other check still applies in full.
+    """
     root = Path(outdir)
     problems: list[str] = []
+    missing: list[str] = []
     if not root.is_dir():
         return ValidationReport(str(root), [f"{root} is not a directory"], False, "absent")
-    signature = _load(root, WINDOW_SIGNATURE, "window_signature.v1", problems)
-    summary = _load(root, SUMMARY, "results_summary.v1", problems)
-    results = _load(root, RESULTS, "results.v1", problems)
-    run_config = _load(root, RUN_CONFIG, "run_config_resolved.v1", problems)
-    manual = _load(root, MANUAL, "manual_judgement.v1", problems)
+    signature = _load(root, WINDOW_SIGNATURE, "window_signature.v1", problems, missing)
+    summary = _load(root, SUMMARY, "results_summary.v1", problems, missing)
+    results = _load(root, RESULTS, "results.v1", problems, missing)
+    run_config = _load(root, RUN_CONFIG, "run_config_resolved.v1", problems, missing)
+    manual = _load(root, MANUAL, "manual_judgement.v1", problems, missing)
+    _check_controls(signature, {RESULTS: results, SUMMARY: summary}, problems)
     partial = bool(summary and summary.get("partial") is True)
     if signature is None and not (root / WINDOW_SIGNATURE).exists():
         problems.append(f"{WINDOW_SIGNATURE} is missing")
@@ -212,7 +255,7 @@ def validate_capsule(
                 if results.get(key) != summary.get(key):
                     problems.append(f"{key} differs between {RESULTS} and {SUMMARY}")
     if run_config is not None:
-        _check_run_config(run_config, problems)
+        _check_run_config(run_config, problems, missing if allow_legacy else None)
 
     # governance
     run_outdir = None
@@ -222,6 +265,13 @@ def validate_capsule(
                     strict=strict_governance, allow_legacy=allow_legacy_governance)
     if gov.present:
         problems.extend(gov.problems)
+        if summary is not None and not gov.legacy:
+            if GOVERNANCE_HEAD in summary:
+                optional = frozenset({RESULTS}) if partial else frozenset()
+                problems.extend(check_seal(root, gov.events, summary[GOVERNANCE_HEAD],
+                                           optional=optional))
+            else:
+                missing.append(f"{SUMMARY}: {GOVERNANCE_HEAD}")
         if strict_governance and gov.legacy:
             problems.append("governance_log.jsonl holds legacy (unchained) events")
         governance = f"present, {'valid' if gov.valid else 'invalid'}, rev {gov.rev}"
@@ -229,6 +279,8 @@ def validate_capsule(
         governance = "absent"
         if require_governance or strict_governance:
             problems.append("governance_log.jsonl is missing (--require-governance)")
+        if summary is not None and isinstance(summary.get(GOVERNANCE_HEAD), dict):
+            problems.append(f"governance_log.jsonl is missing but {SUMMARY} records its head")
 
     # identity
     if strict_identity:
@@ -243,4 +295,8 @@ def validate_capsule(
                 code.get("package") != pkg.get("name") or code.get("version") != pkg.get("version")
             ):
                 problems.append("code identity differs between window_signature.json and run_config_resolved.json")
-    return ValidationReport(str(root), problems, partial, governance)
+    warnings = [f"legacy capsule: missing contract key {key}" for key in missing]
+    if not allow_legacy:
+        problems.extend(f"{w} (use --allow-legacy to accept older capsules)" for w in warnings)
+        warnings = []
+    return ValidationReport(str(root), problems, partial, governance, warnings)

@@ -7,10 +7,10 @@ from typing import Any
 
 import attrs
 
-from invarlock_core.schema_validation import schema_errors
 from veriscope_gate.capsule import MANUAL, RESULTS, RUN_CONFIG, SUMMARY, WINDOW_SIGNATURE
 from veriscope_gate.errors import ArtifactError
-from veriscope_gate.governance import GovernanceCheck, check_log
+from veriscope_gate.governance import GOVERNANCE_LOG, GovernanceCheck, check_log
+from veriscope_gate.legacy import GOVERNANCE_HEAD, contract_errors
 from veriscope_gate.serialization import read_json_object
 from veriscope_gate.signature import window_signature_hash
 
@@ -29,6 +29,8 @@ class CapsuleView:
     run_config: dict[str, Any] | None
     manual: dict[str, Any] | None
     governance: GovernanceCheck
+    legacy_missing: tuple[str, ...] = ()
+    """Contract keys a reference v0 capsule lacks (``file: key``); empty for current capsules."""
 
     @property
     def partial(self) -> bool:
@@ -60,13 +62,17 @@ class CapsuleView:
         return None
 
 
-def _optional(outdir: Path, name: str, schema: str) -> dict[str, Any] | None:
+def _optional(
+    outdir: Path, name: str, schema: str, missing: list[str] | None = None
+) -> dict[str, Any] | None:
     if not (outdir / name).exists():
         return None
     data = read_json_object(outdir / name)
-    problems = schema_errors(data, schema, "veriscope_gate")
+    problems, absent = contract_errors(name, data, schema)
     if problems:
         raise ArtifactError(f"{outdir / name} is invalid: {problems[0]}")
+    if missing is not None:
+        missing.extend(f"{name}: {key}" for key in absent)
     return data
 
 
@@ -75,14 +81,17 @@ def load_view(outdir: str | Path) -> CapsuleView:
     root = Path(outdir)
     if not root.is_dir():
         raise ArtifactError(f"{root} is not a directory")
-    summary = _optional(root, SUMMARY, "results_summary.v1")
+    missing: list[str] = []
+    summary = _optional(root, SUMMARY, "results_summary.v1", missing)
     if summary is None:
         raise ArtifactError(f"{root / SUMMARY} is missing: the run did not finalise (see veriscope validate)")
     signature = _optional(root, WINDOW_SIGNATURE, "window_signature.v1")
     if signature is None:
         raise ArtifactError(f"{root / WINDOW_SIGNATURE} is missing")
-    results = _optional(root, RESULTS, "results.v1")
-    run_config = _optional(root, RUN_CONFIG, "run_config_resolved.v1")
+    results = _optional(root, RESULTS, "results.v1", missing)
+    run_config = _optional(root, RUN_CONFIG, "run_config_resolved.v1", missing)
+    if (root / GOVERNANCE_LOG).exists() and GOVERNANCE_HEAD not in summary:
+        missing.append(f"{SUMMARY}: {GOVERNANCE_HEAD}")
     run = run_config.get("run") if run_config else None
     run_outdir = run.get("outdir") if isinstance(run, dict) else None
     return CapsuleView(
@@ -95,6 +104,7 @@ def load_view(outdir: str | Path) -> CapsuleView:
         manual=_optional(root, MANUAL, "manual_judgement.v1"),
         governance=check_log(root, run_id=str(summary.get("run_id")),
                              run_outdir=run_outdir if isinstance(run_outdir, str) else None),
+        legacy_missing=tuple(missing),
     )
 
 

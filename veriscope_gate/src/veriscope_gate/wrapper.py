@@ -28,6 +28,7 @@ from types import FrameType
 from typing import IO, Any
 
 from invarlock_core.atomic import atomic_write_json
+from invarlock_core.output_checks import output_problem
 from veriscope_gate.capsule import (
     RESULTS,
     RUNNER_LOG,
@@ -39,6 +40,7 @@ from veriscope_gate.capsule import (
     write_run_config,
 )
 from veriscope_gate.controls import load_preset
+from veriscope_gate.envcapture import REDACTED, argv_secrets
 from veriscope_gate.errors import (
     EXIT_INTERNAL,
     EXIT_INVALID,
@@ -48,22 +50,26 @@ from veriscope_gate.errors import (
     VeriscopeError,
     VeriscopeUsageError,
 )
-from veriscope_gate.governance import append_event
+from veriscope_gate.governance import append_event, log_head, seal_results
 from veriscope_gate.serialization import read_json_object, structure, unstructure
 from veriscope_gate.timeutil import utc_now
 
 __all__ = [
     "HF_RUNNER_ENV",
+    "ITERATION_FLAGS",
     "RUNNER_KINDS",
+    "check_iteration_counts",
     "exit_code_for_status",
     "finalize_capsule",
     "resolve_outdir",
     "run_wrapped",
     "runner_command",
+    "runner_overrides",
 ]
 
 HF_RUNNER_ENV = "VERISCOPE_HF_RUNNER_CMD"
 RUNNER_KINDS = ("gpt", "hf")
+ITERATION_FLAGS = ("--max_iters", "--max-iters", "--max_steps", "--max-steps")
 _STATUS_EXIT = {"success": EXIT_OK, "user_code_failure": EXIT_INVALID, "veriscope_failure": EXIT_INTERNAL}
 
 
@@ -86,6 +92,33 @@ def resolve_outdir(outdir: Path, *, force: bool, run_id: str) -> Path:
         )
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     return outdir / f"run-{stamp}-{run_id[:8]}"
+
+
+def _flag_values(args: Sequence[str], flags: Sequence[str]) -> list[str]:
+    """Values of ``--flag VALUE`` and ``--flag=VALUE`` in ``args``."""
+    values = []
+    for index, arg in enumerate(args):
+        name, eq, value = arg.partition("=")
+        if name in flags:
+            if eq:
+                values.append(value)
+            elif index + 1 < len(args):
+                values.append(args[index + 1])
+    return values
+
+
+def runner_overrides(runner_args: Sequence[str]) -> dict[str, Any]:
+    """The gate-control ``--override KEY=VALUE`` items of the runner arguments, parsed."""
+    from veriscope_gate.runners.common import parse_overrides
+
+    return parse_overrides(_flag_values(runner_args, ("--override",)))
+
+
+def check_iteration_counts(runner_args: Sequence[str]) -> None:
+    """``--max_iters``/``--max_steps`` (any spelling) must be positive integers."""
+    for value in _flag_values(runner_args, ITERATION_FLAGS):
+        if not value.isdigit() or int(value) < 1:
+            raise VeriscopeUsageError(f"--max_iters must be a positive integer, got {value!r}")
 
 
 def _has_flag(args: Sequence[str], flag: str) -> bool:
@@ -128,10 +161,17 @@ def hf_preflight() -> None:
         )
 
 
-def _pump(stream: IO[bytes], sink: IO[str], log: IO[bytes], lock: threading.Lock) -> None:
+def _pump(
+    stream: IO[bytes], sink: IO[str], log: IO[bytes], lock: threading.Lock,
+    secrets: Sequence[bytes] = (),
+) -> None:
+    """Copy the child's lines to the console and to ``runner_output.log`` (secrets scrubbed)."""
     for line in iter(stream.readline, b""):
+        logged = line
+        for secret in secrets:
+            logged = logged.replace(secret, REDACTED.encode())
         with lock:
-            log.write(line)
+            log.write(logged)
             log.flush()
         sink.write(line.decode("utf-8", errors="replace"))
         sink.flush()
@@ -159,6 +199,15 @@ class _Forwarder:
     def __exit__(self, *_exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+def _summary_controls_hash(outdir: Path) -> str | None:
+    """The gate controls hash the finalised summary records (None when it has none)."""
+    try:
+        value = read_json_object(outdir / SUMMARY).get("gate_controls_hash")
+    except VeriscopeError:
+        return None
+    return value if isinstance(value, str) else None
 
 
 def finalize_capsule(
@@ -193,7 +242,8 @@ def finalize_capsule(
     wrapper_exit = exit_code_for_status(status)
     if summary is not None:
         data = unstructure(summary)
-        data.update(stamp, wrapper_exit_code=wrapper_exit, ended_ts_utc=data.get("ended_ts_utc") or utc_now())
+        data.update(stamp, wrapper_exit_code=wrapper_exit, ended_ts_utc=data.get("ended_ts_utc") or utc_now(),
+                    governance_head=log_head(outdir))
         results_path = outdir / RESULTS
         if results_path.exists():
             try:
@@ -250,7 +300,13 @@ def run_wrapped(
 
     out = stdout or sys.stdout
     err = stderr or sys.stderr
-    load_preset(gate_preset)  # unknown presets fail before anything is written
+    # Unknown presets, mistyped --override values and non-positive iteration counts fail
+    # before anything is written or launched.
+    load_preset(gate_preset, runner_overrides(runner_args))
+    check_iteration_counts(runner_args)
+    problem = output_problem(outdir, directory=True)
+    if problem:
+        raise VeriscopeUsageError(problem)
     if kind == "hf":
         hf_preflight()
     run_id = new_run_id()
@@ -278,13 +334,19 @@ def run_wrapped(
         finalize_capsule(target, run_id=run_id, gate_preset=gate_preset, kind=kind,
                          runner_exit_code=None, runner_signal=None, started_ts_utc=started,
                          wrapper_failed=True)
+        seal_results(target, "run_finished", run_id=run_id, run_outdir=run_outdir,
+                     controls_hash=_summary_controls_hash(target),
+                     payload={"run_status": "veriscope_failure", "runner_exit_code": None})
         raise RunnerError(f"cannot start runner {cmd[0]!r}: {exc.strerror}") from None
     lock = threading.Lock()
     with open(target / RUNNER_LOG, "ab") as log, _Forwarder(proc.pid) as forwarder:
         assert proc.stdout is not None
         assert proc.stderr is not None
-        pumps = [threading.Thread(target=_pump, args=(proc.stdout, out, log, lock), daemon=True),
-                 threading.Thread(target=_pump, args=(proc.stderr, err, log, lock), daemon=True)]
+        secrets = sorted((s.encode() for s in argv_secrets(cmd)), key=len, reverse=True)
+        pumps = [threading.Thread(target=_pump, args=(proc.stdout, out, log, lock, secrets),
+                                  daemon=True),
+                 threading.Thread(target=_pump, args=(proc.stderr, err, log, lock, secrets),
+                                  daemon=True)]
         for p in pumps:
             p.start()
         rc: int | None = None
@@ -307,7 +369,8 @@ def run_wrapped(
         print(f"error: veriscope could not finalise {target}: {exc}", file=err, flush=True)
         return EXIT_INVALID if rc != 0 else EXIT_INTERNAL
     code = exit_code_for_status(status)
-    append_event(target, "run_finished", run_id=run_id, run_outdir=run_outdir,
+    seal_results(target, "run_finished", run_id=run_id, run_outdir=run_outdir,
+                 controls_hash=_summary_controls_hash(target),
                  payload={"run_status": status, "runner_exit_code": rc,
                           "runner_signal": runner_signal, "wrapper_exit_code": code})
     print(f"veriscope: run_status={status} exit={code} outdir={target}", file=out, flush=True)

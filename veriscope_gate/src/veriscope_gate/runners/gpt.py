@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from invarlock_core.cli.arg_types import positive_int
 from veriscope_gate.runners.common import (
     StopFlag,
     add_gate_arguments,
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="veriscope-runner-gpt",
                                      description="Train the built-in tiny GPT under the Veriscope gate.")
     add_gate_arguments(parser)
-    parser.add_argument("--max_iters", "--max-iters", dest="max_iters", type=int, default=2000)
+    parser.add_argument("--max_iters", "--max-iters", dest="max_iters", type=positive_int, default=2000)
     add_model_arguments(parser)
     parser.add_argument("--n_head", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None)

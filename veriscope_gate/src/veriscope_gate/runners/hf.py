@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from invarlock_core.cli.arg_types import positive_int
 from veriscope_gate.runners.common import (
     StopFlag,
     add_gate_arguments,
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="veriscope-runner-hf",
                                      description="HF Trainer run of a tiny GPT-2 under VeriscopeCallback.")
     add_gate_arguments(parser)
-    parser.add_argument("--max_steps", "--max_iters", dest="max_steps", type=int, default=600)
+    parser.add_argument("--max_steps", "--max_iters", dest="max_steps", type=positive_int, default=600)
     add_model_arguments(parser)
     parser.add_argument("--pathology", choices=("none", "data_permutation"), default="none")
     parser.add_argument("--onset", type=int, default=None)
