@@ -91,9 +91,13 @@ def test_depth_at_the_bound_is_accepted() -> None:
     assert parse_json_strict(document) is not None
 
 
-def test_oversized_documents_are_refused_before_parsing() -> None:
-    with pytest.raises(StrictJSONError, match="larger than 16 bytes"):
-        parse_json_strict(b'{"a": "' + b"x" * 32 + b'"}', max_bytes=16)
+@given(_values, st.integers(0, 64))
+def test_size_bound_is_exact(value: object, slack: int) -> None:
+    raw = json.dumps(value).encode()
+    assert parse_json_strict(raw, max_bytes=len(raw) + slack) == json.loads(raw)
+    if raw:
+        with pytest.raises(StrictJSONError, match="larger than"):
+            parse_json_strict(raw + b" " * (slack + 1), max_bytes=len(raw) + slack)
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,6 @@ Usage::
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import zlib
@@ -45,6 +44,7 @@ from invarlock_core.optional_deps import require
 from veriscope_gate.errors import VeriscopeUsageError
 from veriscope_gate.probe import LayerProbe
 from veriscope_gate.records import GateRecord
+from veriscope_gate.serialization import read_json_object
 from veriscope_gate.session import GateSession
 
 require("transformers", purpose="VeriscopeCallback")
@@ -239,8 +239,7 @@ class VeriscopeCallback(TrainerCallback, ExportableState):
         path = Path(self._output_dir) / f"checkpoint-{step}" / STATE_FILE
         if not path.exists():
             return None
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        return data
+        return read_json_object(path)  # strict: the state decides what the gate resumes with
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         """Save the gate state next to the checkpoint (world rank 0)."""
