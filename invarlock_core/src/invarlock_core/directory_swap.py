@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import functools
 import os
 import re
 import shutil
@@ -36,6 +37,7 @@ def staging_prefix(target: Path) -> str:
     return f".{target.name}.staging-{os.getpid()}-"
 
 
+@functools.cache  # finding libc may run ``ldconfig``: once per process is enough
 def _renameat2() -> object | None:
     name = ctypes.util.find_library("c")
     try:

@@ -100,6 +100,10 @@ def read_json(path: str | Path, *, what: str, error: type[InvarlockError] = Inpu
     except OSError as exc:
         raise error(f"cannot read {what} {file}: {exc.strerror or exc}") from None
     try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"cannot read {what} {file}: {exc}") from None
+    try:
         return parse_json_strict(raw)
     except StrictJSONError as exc:
         raise error(f"{what} {file} is not valid JSON: {exc}") from None
