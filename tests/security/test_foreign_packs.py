@@ -195,3 +195,10 @@ def test_bundles_that_must_still_be_refused(
     result = verify_pack(own_report_pack, report_assurance="off")
     assert result.exit_code == 5
     assert problem in " ".join(result.problems)
+
+
+def test_our_builder_still_writes_canonical_bundles(sealed_pack: Path) -> None:
+    from invarlock_core.canonical import canonical_json
+
+    raw = (sealed_pack / "manifest.signature.json").read_bytes()
+    assert canonical_json(json.loads(raw)) == raw
