@@ -38,7 +38,7 @@ from invarlock_guards.results import guard_result
 from invarlock_guards.settings_checks import check_families, check_range
 from invarlock_guards.tiers import guard_settings
 
-__all__ = ["CollapseSettings", "RMTGuard", "RMTSettings", "compare_rmt"]
+__all__ = ["COLLAPSE_FIELDS", "CollapseSettings", "RMTGuard", "RMTSettings", "compare_rmt"]
 
 _PROBED_FAMILIES = ("ffn", "attn", "router", "expert_ffn", "other")
 _TOP_MODULES = 10
@@ -103,6 +103,10 @@ _COLLAPSES = (
     ("rank", "rank_fail", "stable rank of the standardised output (rank collapse)"),
     ("ratio", "ratio_fail", "activation spectrum ratio (spectrum collapse)"),
 )
+
+
+COLLAPSE_FIELDS: tuple[str, ...] = tuple(field for field, _key, _what in _COLLAPSES)
+"""The collapse statistics: ``variance``, ``live``, ``rank`` and ``ratio``."""
 
 
 def _collapses(
