@@ -150,13 +150,10 @@ def sample_tensors(
             names.append(name)
             shapes.append(tuple(int(d) for d in parameter.shape))
             whole.append(small)
-            parts.append(flat.float())
-        devices = {part.device for part in parts}
-        values = (
-            (torch.cat([part.cpu() for part in parts]) if len(devices) > 1 else torch.cat(parts))
-            if parts
-            else torch.zeros(0)
-        )
+            parts.append(flat)
+        if len({(part.device, part.dtype) for part in parts}) > 1:
+            parts = [part.float().cpu() for part in parts]
+        values = torch.cat(parts).float() if parts else torch.zeros(0)
     return TensorSamples(
         names=tuple(names),
         families=tuple(classify(name) for name in names),
@@ -179,8 +176,6 @@ def tensor_statistics(
         return {}
     b = baseline.segments(wanted)
     s = subject.segments(wanted)
-    lengths = torch.tensor([subject.lengths[i] for i in index])
-    segment = torch.repeat_interleave(torch.arange(len(index)), lengths)
     finite = torch.isfinite(s)
     clean = torch.where(finite, s, 0.0)
     live_b, live_s = b != 0, clean != 0
@@ -188,16 +183,18 @@ def tensor_statistics(
     columns = torch.stack(
         [
             b * b,
-            (clean - b).pow(2),
-            (~finite).float(),
-            live_b.float(),
-            (live_b & ~live_s & finite).float(),
-            both.float(),
-            (both & ((b > 0) == (clean > 0))).float(),
-        ],
-        dim=1,
-    ).double()
-    sums = torch.zeros(len(index), 7, dtype=torch.float64).index_add_(0, segment, columns)
+            (clean - b).square(),
+            ~finite,
+            live_b,
+            live_b & ~live_s & finite,
+            both,
+            both & ((b > 0) == (clean > 0)),
+        ]
+    )
+    lengths = [subject.lengths[i] for i in index]
+    sums = torch.stack(
+        [part.sum(dim=1, dtype=torch.float64) for part in columns.split(lengths, dim=1)]
+    )
     result = {}
     for i, row in zip(index, sums.tolist()):
         norm2, diff2, nonfinite, live, zeroed, shared, agree = row
