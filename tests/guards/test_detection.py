@@ -22,7 +22,9 @@ from hypothesis import strategies as st
 from invarlock_core.errors import ConfigError
 from invarlock_core.guarding import GuardContext
 from invarlock_guards.activation_grams import GramQueue
+from invarlock_guards.activation_probe import ModuleRatio
 from invarlock_guards.calibration import NullStatistics, derive_preset, null_statistics
+from invarlock_guards.rmt import RMTSettings, compare_rmt
 from invarlock_guards.spectral import SpectralGuard
 from invarlock_guards.tensor_drift import TensorDriftSettings, compare_samples, sample_tensors
 from invarlock_guards.tiers import TIERS, guard_settings, load_tier
@@ -261,6 +263,29 @@ def test_a_halved_branch_scale_is_within_the_balanced_collapse_band(
     module = "transformer.h.1.mlp.c_proj"
     assert module not in {v.target for v in mild.violations}  # 0.36 of the variance
     assert {v.target for v in strong.violations if v.message.startswith("variance:")} == {module}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    base=st.floats(1e-6, 1e3),
+    factor=st.floats(0.0, 2.0),
+    field=st.sampled_from(["variance", "live", "rank", "ratio"]),
+)
+def test_a_collapse_fails_exactly_below_its_threshold(
+    base: float, factor: float, field: str
+) -> None:
+    rmt = RMTSettings.from_table(guard_settings("rmt", "balanced", {}))
+    stats = {"ratio": 2.0, "variance": 1.0, "live": 1.0, "rank": 4.0}
+    baseline = {"m.mlp.fc": ModuleRatio("ffn", tokens=64, features=32, **{**stats, field: base})}
+    subject = {
+        "m.mlp.fc": ModuleRatio("ffn", tokens=64, features=32, **{**stats, field: base * factor})
+    }
+    found, metrics, _details = compare_rmt(baseline, subject, rmt)
+    shrink = (base * factor) / base
+    limit = getattr(rmt.collapse, f"{field}_fail")
+    collapsed = [v for v in found if v.message.startswith(f"{field}:")]
+    assert bool(collapsed) == (shrink < limit)
+    assert metrics["families"]["ffn"][f"min_{field}_ratio"] == pytest.approx(shrink)
 
 
 # --- calibration ----------------------------------------------------------------------------
