@@ -141,6 +141,30 @@ def test_large_tensors_are_read_at_the_same_seeded_positions_on_both_sides() -> 
     assert torch.equal(again.values, b.values)
 
 
+class _Reversed(torch.nn.Module):
+    """:class:`_Pair`'s parameters registered in the other order."""
+
+    def __init__(self, pair: _Pair) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(pair.weight.detach().clone())
+        self.bias = torch.nn.Parameter(pair.bias.detach().clone())
+
+
+def test_tensors_are_matched_by_name_not_by_position() -> None:
+    generator = torch.Generator().manual_seed(1)
+    base = _Pair(torch.randn(8, generator=generator), torch.randn(4, 4, generator=generator))
+    subject = _Reversed(base)
+    assert [n for n, _p in subject.named_parameters()] == ["weight", "bias"]
+    found, metrics = compare_samples(
+        sample_tensors(base, seed=0, size=1024),
+        sample_tensors(subject, seed=0, size=1024),
+        _drift_settings(),
+    )
+    assert found == []
+    assert metrics["compared"] == 2
+    assert metrics["families"]["other"]["max_vector_change"] == 0.0
+
+
 def test_byte_identical_parameters_are_not_read(guard_model: Callable[[str], Loaded]) -> None:
     model = guard_model("gpt2")
     names = frozenset(n for n, _p in model.loaded.model.named_parameters())

@@ -26,8 +26,9 @@ all of it.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -98,15 +99,13 @@ class TensorSamples:
     values: Any = attrs.field(repr=False)
     """float32 CPU tensor: the segments of all parameters, in ``names`` order."""
 
-    def segments(self, names: Collection[str]) -> Any:
-        """The values of ``names`` (in this record's order), packed."""
+    def segments(self, names: Sequence[str]) -> Any:
+        """The values of ``names``, packed in that order (baseline and subject are gathered in
+        one order, whatever order their models list their parameters in)."""
         torch = require("torch", purpose="the per-tensor comparison")
-        wanted = set(names)
-        parts, start = [], 0
-        for name, length in zip(self.names, self.lengths):
-            if name in wanted:
-                parts.append(self.values[start : start + length])
-            start += length
+        starts = dict(zip(self.names, itertools.accumulate(self.lengths, initial=0)))
+        lengths = dict(zip(self.names, self.lengths))
+        parts = [self.values[starts[n] : starts[n] + lengths[n]] for n in names]
         return torch.cat(parts) if parts else self.values[:0]
 
 
@@ -174,8 +173,9 @@ def tensor_statistics(
     index = [i for i, name in enumerate(subject.names) if name in wanted]
     if not index:
         return {}
-    b = baseline.segments(wanted)
-    s = subject.segments(wanted)
+    order = [subject.names[i] for i in index]
+    b = baseline.segments(order)
+    s = subject.segments(order)
     finite = torch.isfinite(s)
     clean = torch.where(finite, s, 0.0)
     live_b, live_s = b != 0, clean != 0
