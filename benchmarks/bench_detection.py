@@ -135,9 +135,13 @@ def _is_causal(baseline: Path) -> bool:
 
 
 def _has_output_head(baseline: Path) -> bool:
-    """Whether the checkpoint's model class has an output head (``...ForCausalLM``, ``...ForMaskedLM``)."""
-    architectures = _config(baseline).get("architectures") or []
-    return not architectures or any("For" in str(name) for name in architectures)
+    """Whether the model as loaded for evaluation has an output head (MiniLM loads headless)."""
+    from invarlock_core.models import load_model
+
+    loaded = load_model(
+        baseline, device="cpu", causal_lm=_is_causal(baseline), with_tokenizer=False
+    )
+    return loaded.model.get_output_embeddings() is not None
 
 
 def _round_trip(dtype: str) -> Callable[[Any], None]:

@@ -396,24 +396,34 @@ def test_detection_matrix_fast_subset_on_gpt2(tmp_path: Path) -> None:
     assert _bench().summary(outcomes) == {"gpt2": {"harmful": (3, 3), "clean": (2, 2)}}
 
 
+NOT_APPLICABLE = {
+    "gpt2": {"zeroed_router"},
+    "llama": {"zeroed_bias", "sign_flipped_bias", "zeroed_router"},
+    "qwen2": {"zeroed_router"},
+    "mistral": {"zeroed_bias", "sign_flipped_bias", "zeroed_router"},
+    "mixtral": {"zeroed_bias", "sign_flipped_bias"},
+    "minilm": {"weight_tying_break", "zeroed_router"},  # a headless encoder has no tie to flip
+}
+
+
+def _check_matrix(outcomes: list[Any], target: str) -> None:
+    bench = _bench()
+    wrong = [(o.subject, o.failed, o.deciders) for o in outcomes if not o.correct]
+    assert wrong == []
+    assert {o.subject for o in outcomes if o.failed is None} == NOT_APPLICABLE[target]
+    harmful = len(bench.harmful_subjects()) - len(NOT_APPLICABLE[target])
+    assert bench.summary(outcomes)[target] == {
+        "harmful": (harmful, harmful),
+        "clean": (len(bench.clean_subjects()),) * 2,
+    }
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ["gpt2", "llama", "qwen2", "mistral", "mixtral"])
 def test_detection_matrix_every_architecture(tmp_path: Path, arch: str) -> None:
-    bench = _bench()
-    outcomes = _matrix((arch,), None, tmp_path)
-    wrong = [(o.subject, o.failed, o.deciders) for o in outcomes if not o.correct]
-    assert wrong == []
-    counts = bench.summary(outcomes)[arch]
-    assert counts["clean"] == (8, 8)
-    harmful, applicable = counts["harmful"]
-    assert harmful == applicable >= 13
+    _check_matrix(_matrix((arch,), None, tmp_path), arch)
 
 
 @pytest.mark.slow
 def test_detection_matrix_on_the_real_minilm(tmp_path: Path, minilm_dir: Path) -> None:
-    outcomes = _matrix(("minilm",), None, tmp_path, minilm_dir)
-    wrong = [(o.subject, o.failed, o.deciders) for o in outcomes if not o.correct]
-    assert wrong == []
-    counts = _bench().summary(outcomes)["minilm"]
-    assert counts["clean"] == (8, 8)
-    assert counts["harmful"][0] == counts["harmful"][1] >= 8
+    _check_matrix(_matrix(("minilm",), None, tmp_path, minilm_dir), "minilm")
