@@ -91,7 +91,7 @@ def test_narrow_layers_on_a_wide_input_are_solved_on_their_output_side() -> None
             queue.add_linear(name, matrix, source)
         queue.close_batch()
         stacks = sorted(
-            (tuple(names), int(stack.shape[-1])) for names, stack, _t, _f in queue.ready
+            (tuple(names), int(stack.shape[-1])) for names, stack, _t, _f, _c in queue.ready
         )
         assert stacks == [(("l0",), 96), (("l1", "l2"), 40)]
         queue.solve()
@@ -107,7 +107,7 @@ def test_narrow_layers_on_a_wide_input_are_solved_on_their_output_side() -> None
         assert matrix is not None
         small.add_linear(f"w{width}", matrix, source[:, :48])
     small.close_batch()
-    assert [(names, int(stack.shape[-1])) for names, stack, _t, _f in small.ready] == [
+    assert [(names, int(stack.shape[-1])) for names, stack, _t, _f, _c in small.ready] == [
         (("w40", "w8"), 48)
     ]
 

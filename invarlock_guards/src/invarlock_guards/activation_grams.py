@@ -15,6 +15,12 @@ that read it, and a ``min(k, n)``-sided eigenproblem.
 
 After the pass all queued problems are standardised and solved in stacks, grouped by shape, so the
 cost is a handful of batched operations rather than a few per module.
+
+Beside each ratio the queue keeps what the standardisation already has in hand, for the RMT
+guard's collapse checks: the mean column variance of the (unstandardised) output, the fraction
+of its columns that are not constant (*live*), and the stable rank ``‖Ŷ‖²_F / σ²_max(Ŷ)`` of the
+standardised output, which is ``live · m / σ²`` because each live standardised column has squared
+norm ``m``.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from invarlock_guards.spectral_norm import (
     scaled_singular_value,
 )
 
-__all__ = ["RMT_KRYLOV", "GramQueue", "column_scales", "edge_ratio", "linear_map"]
+__all__ = ["RMT_KRYLOV", "GramQueue", "Spread", "column_scales", "edge_ratio", "linear_map"]
 
 RMT_KRYLOV = KrylovSettings(tolerance=5e-3, max_iterations=32, block_size=4)
 """Krylov settings of the RMT ratios (tolerance on σ; the guard's ε bands are 10%)."""
@@ -65,6 +71,30 @@ def column_scales(variance: Any, torch: Any) -> Any:
 def edge_ratio(sigma: float, rows: int, cols: int) -> float:
     """``σ`` over the Marchenko–Pastur bulk edge ``√rows + √cols`` of a pure-noise matrix."""
     return sigma / (math.sqrt(rows) + math.sqrt(cols))
+
+
+@attrs.frozen
+class Spread:
+    """How one batch's output of a module is spread: what the collapse checks compare."""
+
+    variance: float
+    """Mean column variance of the unstandardised output."""
+    live: float
+    """Fraction of the output columns that are not constant."""
+    rank: float
+    """Stable rank of the standardised output (0 when every column is constant)."""
+    tokens: int
+
+
+def _spread(sigma: float, total: float, live: float, rows: int, cols: int) -> Spread:
+    """A :class:`Spread` from ``σ_max`` of the standardised output and its column statistics."""
+    rank = live * rows / (sigma * sigma) if sigma > 0.0 else 0.0
+    return Spread(variance=total / cols, live=live / cols, rank=rank, tokens=rows)
+
+
+def _column_statistics(variance: Any, scales: Any, torch: Any) -> Any:
+    """``[..., 2]``: the summed column variance and the count of live (non-constant) columns."""
+    return torch.stack([variance.sum(dim=-1), (scales > 0).sum(dim=-1).to(variance.dtype)], -1)
 
 
 def _output_sided(matrix: Any) -> bool:
@@ -122,13 +152,15 @@ class GramQueue:
     seed: int
     ratios: dict[str, list[tuple[float, int, int]]] = attrs.field(factory=dict)
     """Module -> (ratio, tokens, features) per batch, filled by :meth:`solve`."""
+    spreads: dict[str, list[Spread]] = attrs.field(factory=dict)
+    """Module -> its output's spread per batch, filled with :attr:`ratios`."""
     nonfinite: set[str] = attrs.field(factory=set)
     """Modules with a non-finite activation."""
-    ready: list[tuple[tuple[str, ...], Any, tuple[int, ...], tuple[int, ...]]] = attrs.field(
+    ready: list[tuple[tuple[str, ...], Any, tuple[int, ...], tuple[int, ...], Any]] = attrs.field(
         factory=list
     )
     """Standardised Grams in stacks of one size: (modules, ``[batch, side, side]`` stack, tokens,
-    output features)."""
+    output features, ``[batch, 2]`` summed column variance and live columns)."""
     outputs: list[tuple[str, Any, int]] = attrs.field(factory=list)
     """This batch's output Grams: (module, centred ``YᵀY``, tokens)."""
     inputs: list[tuple[Any, int]] = attrs.field(factory=list)
@@ -158,10 +190,11 @@ class GramQueue:
             self.nonfinite.add(name)
             return
         # The column scaling is applied inside the iteration: no standardised copy is made.
-        sigma = scaled_singular_value(
-            centred, column_scales(variance, torch), name, seed=self.seed, settings=RMT_KRYLOV
-        )
+        scales = column_scales(variance, torch)
+        sigma = scaled_singular_value(centred, scales, name, seed=self.seed, settings=RMT_KRYLOV)
+        total, live = _column_statistics(variance, scales, torch).tolist()
         self.ratios.setdefault(name, []).append((edge_ratio(sigma, rows, cols), rows, cols))
+        self.spreads.setdefault(name, []).append(_spread(sigma, total, live, rows, cols))
 
     def shares_input(self, activation: Any) -> bool:
         """Whether the last linear layer queued read this very tensor (its Gram is free)."""
@@ -190,12 +223,14 @@ class GramQueue:
         for members in _grouped((int(g.shape[0]), (n, g, r)) for n, g, r in self.outputs).values():
             stack = torch.stack([gram for _n, gram, _r in members])
             rows = torch.tensor([float(r) for _n, _g, r in members])[:, None]
-            scales = column_scales(stack.diagonal(dim1=1, dim2=2) / rows, torch)
+            variance = stack.diagonal(dim1=1, dim2=2) / rows
+            scales = column_scales(variance, torch)
+            columns = _column_statistics(variance, scales, torch)
             stack = stack * scales[:, :, None] * scales[:, None, :]
             side = int(stack.shape[-1])
             names = tuple(name for name, _gram, _rows in members)
             tokens = tuple(count for _name, _gram, count in members)
-            self.ready.append((names, stack, tokens, (side,) * len(members)))
+            self.ready.append((names, stack, tokens, (side,) * len(members), columns))
         self.outputs.clear()
 
     def _standardise_linear(self, torch: Any) -> None:
@@ -228,9 +263,7 @@ class GramQueue:
         # zero-padded to the widest of their stack: a zero column has no variance, gets scale 0
         # and adds only zero eigenvalues. (Merging a small model's k and v into the input-sized
         # stack measured 13% less time for the standardisation and solves of tiny LLaMA.)
-        stacks = _grouped(
-            ((int(a.shape[0]), _output_sided(a)), (n, i, a)) for n, i, a in usable
-        )
+        stacks = _grouped(((int(a.shape[0]), _output_sided(a)), (n, i, a)) for n, i, a in usable)
         for (side, narrow), members in stacks.items():
             grams, roots, rows = solved[side]
             widest = max(int(a.shape[1]) for _n, _i, a in members)
@@ -248,18 +281,21 @@ class GramQueue:
             # Column variances from the exact Gram (not the ridged root): a column that only a
             # constant input feeds keeps variance 0, hence scale 0, as its output Gram would give.
             variance = ((grams[at] @ weights) * weights).sum(dim=1) / rows[at][:, None]
-            factor = factor * column_scales(variance, torch)[:, None, :]
+            scales = column_scales(variance, torch)
+            factor = factor * scales[:, None, :]
             small = factor.mT @ factor if narrow else factor @ factor.mT
             names = tuple(name for name, _i, _a in members)
             tokens = tuple(self.inputs[i][1] for _n, i, _a in members)
             features = tuple(int(a.shape[1]) for _n, _i, a in members)
-            self.ready.append((names, small, tokens, features))
+            # Padded columns have variance 0: they are not live and add nothing to the total.
+            columns = _column_statistics(variance, scales, torch)
+            self.ready.append((names, small, tokens, features, columns))
         self.inputs.clear()
         self.linear.clear()
 
     def pending(self) -> int:
         """Elements of the standardised Grams still to solve (what keeping them costs)."""
-        return sum(int(stack.numel()) for _n, stack, _t, _f in self.ready)
+        return sum(int(stack.numel()) for _n, stack, _t, _f, _c in self.ready)
 
     def solve(self, *others: GramQueue) -> None:
         """Solve every standardised Gram into :attr:`ratios`: stacks of one exactly solvable size
@@ -284,7 +320,8 @@ class GramQueue:
         )
         members: dict[tuple[int, str], list[tuple[GramQueue, str, int, int]]] = {}
         stacks: dict[tuple[int, str], list[Any]] = {}
-        for queue, (names, stack, tokens, features) in problems:
+        columns: dict[tuple[int, str], list[Any]] = {}
+        for queue, (names, stack, tokens, features, statistics) in problems:
             side = int(stack.shape[-1])
             if exact < side < large:
                 stack = torch.nn.functional.pad(stack, (0, large - side, 0, large - side))
@@ -294,16 +331,23 @@ class GramQueue:
                 (queue, name, rows, cols) for name, rows, cols in zip(names, tokens, features)
             )
             stacks.setdefault(key, []).append(stack)
+            columns.setdefault(key, []).append(statistics)
         for key, group in members.items():
             parts = stacks[key]
             stack = parts[0] if len(parts) == 1 else torch.cat(parts)
             keys = [name for _queue, name, _rows, _cols in group]
             sigmas = gram_stack_singular_values(stack, keys, seed=self.seed, settings=RMT_KRYLOV)
-            for (queue, name, rows, cols), sigma in zip(group, sigmas.tolist()):
+            spread = torch.cat(columns[key]).tolist()
+            for (queue, name, rows, cols), sigma, (total, live) in zip(
+                group, sigmas.tolist(), spread
+            ):
                 if math.isnan(sigma):
                     queue.nonfinite.add(name)
                 else:
                     ratio = edge_ratio(sigma, rows, cols)
                     queue.ratios.setdefault(name, []).append((ratio, rows, cols))
+                    queue.spreads.setdefault(name, []).append(
+                        _spread(sigma, total, live, rows, cols)
+                    )
         for queue in queues:
             queue.ready.clear()

@@ -29,7 +29,7 @@ import contextlib
 import math
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -38,7 +38,7 @@ from invarlock_core.families import classify, layer_index
 from invarlock_core.guarding import ModelUnderTest
 from invarlock_core.optional_deps import require
 from invarlock_core.scoring import window_nll
-from invarlock_guards.activation_grams import GramQueue, linear_map
+from invarlock_guards.activation_grams import GramQueue, Spread, linear_map
 
 __all__ = [
     "ActivationObserver",
@@ -56,17 +56,32 @@ _BATCH = 8  # windows per forward pass; RMT ratios are measured per batch
 
 @attrs.frozen
 class ModuleRatio:
-    """Token-weighted RMT ratio of one module's output."""
+    """Token-weighted RMT ratio of one module's output, and how its output is spread (the RMT
+    guard's collapse checks; ``nan`` where not measured)."""
 
     family: str
     ratio: float
     tokens: int
     features: int
+    variance: float = math.nan
+    """Mean column variance of the output."""
+    live: float = math.nan
+    """Fraction of output columns that are not constant."""
+    rank: float = math.nan
+    """Stable rank of the standardised output."""
 
 
 _DEFER_ELEMENTS = 1 << 24
 """A pass keeps its standardised Grams for a later joint solve only up to this many elements
 (64 MiB of float32); a larger set is solved at once."""
+
+
+def _token_mean(spreads: Sequence[Spread], field: Callable[[Spread], float]) -> float:
+    """Token-weighted mean of one field over the batches (``nan`` without any)."""
+    weight = sum(spread.tokens for spread in spreads)
+    if not weight:
+        return math.nan
+    return sum(field(spread) * spread.tokens for spread in spreads) / weight
 
 
 class _Ratios:
@@ -96,11 +111,15 @@ class _Ratios:
         modules = {}
         for name, values in self._queue.ratios.items():
             total = sum(rows for _r, rows, _c in values)
+            spreads = self._queue.spreads.get(name, [])
             modules[name] = ModuleRatio(
                 family=classify(name),
                 ratio=sum(r * rows for r, rows, _c in values) / total,
                 tokens=total,
                 features=values[0][2],
+                variance=_token_mean(spreads, lambda s: s.variance),
+                live=_token_mean(spreads, lambda s: s.live),
+                rank=_token_mean(spreads, lambda s: s.rank),
             )
         self._modules = modules
         self._nonfinite = tuple(sorted(self._queue.nonfinite))

@@ -10,11 +10,15 @@ From the runs it collects the *null movement* of every guarded statistic (the la
 runs and modules/families):
 
 * spectral: ``|ln σ ratio|`` per family; PM: ``|ln ratio|`` and ``|ln drift|``;
-* rmt: growth over the baseline per family (family band and per module);
+* spectral, per tensor: the relative change of 1-D tensors, the newly zeroed fraction and the
+  sign disagreement ``1 − sign agreement``, per family;
+* rmt: growth over the baseline per family (family band and per module), and the collapse
+  ``|ln shrink|`` of each collapse statistic (variance, live features, rank, ratio);
 * variance: ``|ln v|`` over the FFN branches.
 
 Each threshold of the preset is ``max(tier value, margin x null)`` (in the statistic's own units,
-e.g. ``max_ratio = max(tier, exp(margin · null))``): calibration widens a threshold where this model
+e.g. ``max_ratio = max(tier, exp(margin · null))``; a lower bound such as a collapse threshold or
+the smallest sign agreement moves down instead, ``min(tier, exp(−margin · null))``): calibration widens a threshold where this model
 on this device moves more under a noop than the tier allows for (nondeterministic kernels, low
 precision), and never tightens a tier below what clean edits need. Paired statistics of a noop
 on a deterministic device are exactly zero, so there the preset reproduces the tier and records
@@ -36,6 +40,7 @@ import attrs
 from invarlock_core.errors import EXIT_FAIL, InvarlockError, UsageError
 from invarlock_core.guarding import DEFAULT_GUARD_ORDER
 from invarlock_guards.preset_files import write_preset
+from invarlock_guards.rmt import COLLAPSE_FIELDS
 from invarlock_guards.tiers import default_tier, load_tier
 
 if TYPE_CHECKING:
@@ -91,6 +96,14 @@ class NullStatistics:
     spectral_log_ratio: Mapping[str, float]
     rmt_growth: Mapping[str, float]
     variance_log_ratio: float
+    tensor_change: Mapping[str, float] = attrs.field(factory=dict)
+    """Largest relative change of a 1-D tensor, per family."""
+    tensor_zeroed: Mapping[str, float] = attrs.field(factory=dict)
+    """Largest newly zeroed fraction, per family."""
+    tensor_sign_flip: Mapping[str, float] = attrs.field(factory=dict)
+    """Largest ``1 − sign agreement``, per family."""
+    rmt_collapse: Mapping[str, float] = attrs.field(factory=dict)
+    """Largest ``|ln shrink|`` of each collapse statistic (``variance``, ``live``, ...)."""
 
 
 @attrs.frozen
@@ -121,12 +134,49 @@ def _guard(report: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
     return None
 
 
+def _number(value: Any, default: float) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return default
+
+
+def _raise(table: dict[str, float], key: str, value: float) -> None:
+    table[key] = max(table.get(key, 0.0), value)
+
+
+def _tensor_nulls(
+    report: Mapping[str, Any],
+    change: dict[str, float],
+    zeroed: dict[str, float],
+    flip: dict[str, float],
+) -> None:
+    entry = _guard(report, "spectral")
+    tensors = (entry or {}).get("metrics", {}).get("tensors", {})
+    for family, summary in tensors.get("families", {}).items():
+        _raise(change, family, _number(summary.get("max_vector_change"), 0.0))
+        _raise(zeroed, family, _number(summary.get("max_zeroed_fraction"), 0.0))
+        _raise(flip, family, 1.0 - _number(summary.get("min_sign_agreement"), 1.0))
+
+
+def _collapse_nulls(report: Mapping[str, Any], collapse: dict[str, float]) -> None:
+    entry = _guard(report, "rmt")
+    for summary in (entry or {}).get("metrics", {}).get("families", {}).values():
+        for field in COLLAPSE_FIELDS:
+            _raise(collapse, field, _abs_log(summary.get(f"min_{field}_ratio")))
+
+
 def null_statistics(reports: Sequence[Mapping[str, Any]], seeds: Sequence[int]) -> NullStatistics:
     """The null movement observed over the noop ``reports``."""
     pm_ratio = pm_drift = variance = 0.0
     spectral: dict[str, float] = {}
     rmt: dict[str, float] = {}
+    change: dict[str, float] = {}
+    zeroed: dict[str, float] = {}
+    flip: dict[str, float] = {}
+    collapse: dict[str, float] = {}
     for report in reports:
+        _tensor_nulls(report, change, zeroed, flip)
+        _collapse_nulls(report, collapse)
         pm = report.get("primary_metric", {})
         pm_ratio = max(pm_ratio, _abs_log(pm.get("ratio")))
         pm_drift = max(pm_drift, _abs_log(pm.get("drift")))
@@ -166,11 +216,45 @@ def null_statistics(reports: Sequence[Mapping[str, Any]], seeds: Sequence[int]) 
         spectral_log_ratio=dict(sorted(spectral.items())),
         rmt_growth=dict(sorted(rmt.items())),
         variance_log_ratio=variance,
+        tensor_change=dict(sorted(change.items())),
+        tensor_zeroed=dict(sorted(zeroed.items())),
+        tensor_sign_flip=dict(sorted(flip.items())),
+        rmt_collapse=dict(sorted(collapse.items())),
     )
 
 
 def _widen(tier_value: float, derived: float) -> float:
     return float(max(tier_value, derived))
+
+
+def _tensor_thresholds(
+    tensors: Mapping[str, Any], null: NullStatistics, margin: float
+) -> dict[str, Any]:
+    def grown(key: str, moved: Mapping[str, float], cap: float) -> dict[str, float]:
+        return {
+            family: min(cap, _widen(limit, margin * moved.get(family, 0.0)))
+            for family, limit in tensors[key].items()
+        }
+
+    return {
+        "vector_change_fail": grown("vector_change_fail", null.tensor_change, math.inf),
+        "zeroed_fail": grown("zeroed_fail", null.tensor_zeroed, 1.0),
+        "sign_agreement_min": {
+            family: float(max(0.0, min(low, 1.0 - margin * null.tensor_sign_flip.get(family, 0.0))))
+            for family, low in tensors["sign_agreement_min"].items()
+        },
+    }
+
+
+def _collapse_thresholds(
+    collapse: Mapping[str, Any], null: NullStatistics, margin: float
+) -> dict[str, float]:
+    return {
+        f"{field}_fail": float(
+            min(collapse[f"{field}_fail"], math.exp(-margin * null.rmt_collapse.get(field, 0.0)))
+        )
+        for field in COLLAPSE_FIELDS
+    }
 
 
 def derive_preset(
@@ -194,12 +278,14 @@ def derive_preset(
             family: _widen(scale, margin * null.spectral_log_ratio.get(family, 0.0))
             for family, scale in spectral["noise_scale"].items()
         },
+        "tensors": _tensor_thresholds(spectral["tensors"], null, margin),
     }
     rmt_out = {
         "epsilon": {
             family: _widen(eps, margin * null.rmt_growth.get(family, 0.0))
             for family, eps in rmt["epsilon"].items()
-        }
+        },
+        "collapse": _collapse_thresholds(rmt["collapse"], null, margin),
     }
     spread = margin * null.variance_log_ratio
     variance_out = {
@@ -223,7 +309,8 @@ def derive_preset(
             "margin": margin,
             "rule": "threshold = max(tier value, margin x largest noop movement)",
             "null": attrs.asdict(
-                null, value_serializer=lambda _i, _a, v: list(v) if isinstance(v, tuple) else v
+                null,
+                value_serializer=lambda _i, _a, v: list(v) if isinstance(v, tuple) else v,
             ),
         },
     }

@@ -6,10 +6,18 @@ Marchenko–Pastur bulk edge. Per family ``f`` the guard fails when
 ``max_f r_subject > (1 + ε_f) · max_f r_baseline`` (the epsilon band); a module whose own ratio
 grows by more than ``ε_f`` is an *outlier*, and more than ``max_outliers`` outliers fail the guard.
 Non-finite activations always fail.
+
+Growth is one direction; **collapse** is the other. Per module, subject over baseline, the guard
+fails when the output's mean column variance falls below ``collapse.variance_fail`` (a zero or
+near-constant output), its fraction of non-constant columns below ``collapse.live_fail`` (features
+that became constant), the stable rank of its standardised output below ``collapse.rank_fail``
+(rank collapse: the output concentrated in few directions), or its ratio ``r`` below
+``collapse.ratio_fail`` (the spectrum flattened towards noise).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,10 +38,26 @@ from invarlock_guards.results import guard_result
 from invarlock_guards.settings_checks import check_families, check_range
 from invarlock_guards.tiers import guard_settings
 
-__all__ = ["RMTGuard", "RMTSettings", "compare_rmt"]
+__all__ = ["COLLAPSE_FIELDS", "CollapseSettings", "RMTGuard", "RMTSettings", "compare_rmt"]
 
 _PROBED_FAMILIES = ("ffn", "attn", "router", "expert_ffn", "other")
 _TOP_MODULES = 10
+
+
+@attrs.frozen
+class CollapseSettings:
+    """Collapse thresholds: the smallest subject/baseline ratio each statistic may fall to."""
+
+    variance_fail: float
+    live_fail: float
+    rank_fail: float
+    ratio_fail: float
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], *, where: str) -> CollapseSettings:
+        for key in ("variance_fail", "live_fail", "rank_fail", "ratio_fail"):
+            check_range(table, key, 0.0, 1.0, where=where)
+        return cls(**{key: float(value) for key, value in table.items()})
 
 
 @attrs.frozen
@@ -43,6 +67,7 @@ class RMTSettings:
     families: tuple[str, ...]
     epsilon: Mapping[str, float]
     max_outliers: int
+    collapse: CollapseSettings
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any]) -> RMTSettings:
@@ -59,7 +84,50 @@ class RMTSettings:
             families=families,
             epsilon={f: float(table["epsilon"][f]) for f in families},
             max_outliers=int(table["max_outliers"]),
+            collapse=CollapseSettings.from_table(table["collapse"], where=f"{where}.collapse"),
         )
+
+
+def _shrink(subject: float, baseline: float) -> float:
+    """``subject / baseline`` of a non-negative statistic (``nan`` when either is unknown)."""
+    if math.isnan(subject) or math.isnan(baseline):
+        return math.nan
+    if baseline > 0.0:
+        return subject / baseline
+    return 1.0 if subject <= 0.0 else math.inf
+
+
+_COLLAPSES = (
+    ("variance", "variance_fail", "output variance (scale collapse: zero or near-constant output)"),
+    ("live", "live_fail", "non-constant output features"),
+    ("rank", "rank_fail", "stable rank of the standardised output (rank collapse)"),
+    ("ratio", "ratio_fail", "activation spectrum ratio (spectrum collapse)"),
+)
+
+
+COLLAPSE_FIELDS: tuple[str, ...] = tuple(field for field, _key, _what in _COLLAPSES)
+"""The collapse statistics: ``variance``, ``live``, ``rank`` and ``ratio``."""
+
+
+def _collapses(
+    name: str, base: ModuleRatio, subj: ModuleRatio, settings: CollapseSettings
+) -> tuple[dict[str, float], list[Violation]]:
+    """The subject/baseline ratio of each collapse statistic, and the ones that fell too far."""
+    shrinks, found = {}, []
+    for field, key, what in _COLLAPSES:
+        shrink = _shrink(getattr(subj, field), getattr(base, field))
+        shrinks[field] = shrink
+        limit = getattr(settings, key)
+        if shrink < limit:
+            found.append(
+                Violation(
+                    name,
+                    f"{field}: {what} fell to x{shrink:.4g} of the baseline's",
+                    value=shrink,
+                    threshold=limit,
+                )
+            )
+    return shrinks, found
 
 
 def compare_rmt(
@@ -79,8 +147,17 @@ def compare_rmt(
         epsilon = settings.epsilon[family]
         b, s = baseline[name].ratio, subject[name].ratio
         growth = s / b if b > 0 else (1.0 if s == 0 else float("inf"))
+        shrinks, collapsed = _collapses(name, baseline[name], subject[name], settings.collapse)
+        found.extend(collapsed)
         rows.append(
-            {"module": name, "family": family, "baseline": b, "subject": s, "growth": growth}
+            {
+                "module": name,
+                "family": family,
+                "baseline": b,
+                "subject": s,
+                "growth": growth,
+                **{f"{field}_ratio": value for field, value in shrinks.items()},
+            }
         )
         entry = families.setdefault(
             family,
@@ -90,9 +167,14 @@ def compare_rmt(
                 "subject_max": 0.0,
                 "outliers": 0,
                 "epsilon": epsilon,
+                **{f"min_{field}_ratio": math.inf for field, _k, _w in _COLLAPSES},
             },
         )
         entry["modules"] += 1
+        for field, value in shrinks.items():
+            if not math.isnan(value):
+                key = f"min_{field}_ratio"
+                entry[key] = min(entry[key], value)
         entry["baseline_max"] = max(entry["baseline_max"], b)
         entry["subject_max"] = max(entry["subject_max"], s)
         if growth > 1.0 + epsilon:
@@ -108,6 +190,9 @@ def compare_rmt(
                 )
             )
     for family, entry in sorted(families.items()):
+        for field, _key, _what in _COLLAPSES:
+            if math.isinf(entry[f"min_{field}_ratio"]):
+                entry[f"min_{field}_ratio"] = None
         limit = (1.0 + entry["epsilon"]) * entry["baseline_max"]
         entry["band_ratio"] = (
             entry["subject_max"] / entry["baseline_max"] if entry["baseline_max"] > 0 else None
@@ -166,6 +251,7 @@ class RMTGuard:
             "epsilon": dict(settings.epsilon),
             "families": list(settings.families),
             "max_outliers": settings.max_outliers,
+            "collapse": attrs.asdict(settings.collapse),
         }
         probe = probe_activations(subject, seed=context.seed)
         if probe.windows == 0:
@@ -202,10 +288,7 @@ class RMTGuard:
                 "windows": result.metrics.get("windows", 0),
                 "families": result.metrics.get("families", {}),
                 "outliers": result.metrics.get("outliers", 0),
-                "delta_detected": any(
-                    v.target.startswith("family:") or v.severity == "warn"
-                    for v in result.violations
-                ),
+                "delta_detected": any(v.target != "calibration" for v in result.violations),
                 "rmt_stable": result.passed,
                 "thresholds": result.thresholds,
                 "top_modules": result.details.get("top_modules", []),

@@ -43,6 +43,12 @@ from invarlock_guards.spectral_norm import (
     matrix_stacks,
     stack_singular_values,
 )
+from invarlock_guards.tensor_drift import (
+    TensorDriftSettings,
+    TensorSamples,
+    compare_samples,
+    sample_tensors,
+)
 from invarlock_guards.tiers import guard_settings
 from invarlock_guards.weight_matrices import WeightMatrix, weight_matrices
 from invarlock_guards.weight_sketch import relative_changes, sketch_stack
@@ -76,6 +82,7 @@ class SpectralSettings:
     zeroed_fail: float
     change_warn: float
     change_fail: float
+    tensors: TensorDriftSettings
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any]) -> SpectralSettings:
@@ -119,6 +126,7 @@ class SpectralSettings:
             zeroed_fail=float(degeneracy["zeroed_fail"]),
             change_warn=float(degeneracy["change_warn"]),
             change_fail=float(degeneracy["change_fail"]),
+            tensors=TensorDriftSettings.from_table(table["tensors"], where=f"{where}.tensors"),
         )
 
 
@@ -533,6 +541,7 @@ def _thresholds(settings: SpectralSettings) -> dict[str, Any]:
             "change_fail": settings.change_fail,
         },
         "krylov": attrs.asdict(settings.krylov),
+        "tensors": settings.tensors.as_table(),
     }
 
 
@@ -541,6 +550,8 @@ class _SpectralState:
     settings: SpectralSettings
     measurement: _Measurement
     """The baseline's matrices; their direct solves wait for the first subject's (one call)."""
+    samples: TensorSamples
+    """Every parameter of the baseline, whole or at its seeded positions."""
 
     @property
     def spectra(self) -> Mapping[str, MatrixSpectrum]:
@@ -549,6 +560,16 @@ class _SpectralState:
     @property
     def sketches(self) -> Mapping[str, Any]:
         return self.measurement.result()[1]
+
+
+def _compare_tensors(
+    subject: ModelUnderTest, baseline_state: _SpectralState, seed: int
+) -> tuple[list[Violation], dict[str, Any]]:
+    """Every parameter vs the baseline's, element-wise; byte-identical ones are not read."""
+    settings = baseline_state.settings.tensors
+    unchanged = subject.unchanged & set(baseline_state.samples.names)
+    samples = sample_tensors(subject.model, seed=seed, size=settings.sample_size, skip=unchanged)
+    return compare_samples(baseline_state.samples, samples, settings, unchanged=unchanged)
 
 
 class SpectralGuard:
@@ -563,7 +584,9 @@ class SpectralGuard:
         )
         matrices = weight_matrices(baseline.model)
         return _SpectralState(
-            settings, _measure(matrices, seed=context.seed, krylov=settings.krylov)
+            settings,
+            _measure(matrices, seed=context.seed, krylov=settings.krylov),
+            sample_tensors(baseline.model, seed=context.seed, size=settings.tensors.sample_size),
         )
 
     def validate(
@@ -590,6 +613,8 @@ class SpectralGuard:
             baseline_state.spectra, spectra, settings, changes
         )
         metrics["reused_unchanged"] = len(reused)
+        drift, metrics["tensors"] = _compare_tensors(subject, baseline_state, context.seed)
+        violations.extend(drift)
         return guard_result(
             self.name,
             violations,
