@@ -65,9 +65,9 @@ def bare_forwards(base: Path, subject: Path, report: dict[str, Any], batch: int)
 
     from invarlock_core.datasets.provider import DatasetOptions
     from invarlock_core.datasets.sample import SampleProvider
+    from invarlock_core.evaluation.scoring import batches
+    from invarlock_core.evaluation.windows import tokenize_stream
     from invarlock_core.models import load_model
-    from invarlock_core.scoring import batches
-    from invarlock_core.windows import tokenize_stream
 
     loaded = [load_model(p, device="cpu") for p in (base, subject)]
     stream = tokenize_stream(loaded[0].tokenizer, SampleProvider().load(DatasetOptions()).texts)

@@ -21,7 +21,7 @@ from invarlock_core.errors import InputError, SchemaError, UsageError
 from invarlock_core.evaluation import EvaluationRequest, evaluate
 from invarlock_core.guarding import GuardContext, GuardResult, ModelUnderTest, Violation
 from invarlock_core.plugins import Registries
-from invarlock_core.report_verification import verify_report_file
+from invarlock_core.report.verification import verify_report_file
 
 pytestmark = pytest.mark.slow
 

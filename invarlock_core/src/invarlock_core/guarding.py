@@ -84,7 +84,7 @@ class ModelUnderTest:
     ``unchanged`` (subjects only) names the parameters whose values are bit-identical to the
     baseline's, as established by whoever built this object: ``invarlock evaluate`` compares the
     stored bytes of both checkpoints right after loading
-    (:func:`invarlock_core.unchanged_tensors.unchanged_parameters`). A guard may take its baseline
+    (:func:`invarlock_core.evaluation.unchanged_tensors.unchanged_parameters`). A guard may take its baseline
     measurement of such a parameter instead of measuring it again. Empty (nothing assumed) by
     default; never claim a parameter the model may have changed in memory.
 

@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from invarlock_core.report_verification import verify_report_file
+    from invarlock_core.report.verification import verify_report_file
 
     results = []
     code = 0

@@ -3,11 +3,11 @@
 :func:`evaluate` validates the inputs, loads the dataset through its provider plugin, plans
 deterministic windows with the baseline's tokenizer, scores baseline and subject on identical
 windows, runs the guard chain (baseline state once, subject validated against it), judges the
-primary metric with :func:`invarlock_core.verdict.judge` and writes
+primary metric with :func:`invarlock_core.evaluation.verdict.judge` and writes
 ``evaluation.report.json`` (schema-validated), ``evaluation_report.md`` and
 ``evaluate_timing.json`` atomically into ``out``. When the subject's edit metadata asks for a
 probe sidecar (``detection.probe``), the named guard writes it beside the report
-(:mod:`invarlock_core.probe_sidecars`).
+(:mod:`invarlock_core.evaluation.probe_sidecars`).
 
 Models are held one at a time: the baseline is scored and measured by the guards, released, then
 the subject is loaded. Expected failures raise :class:`~invarlock_core.errors.InvarlockError`
@@ -44,7 +44,25 @@ from invarlock_core.errors import (
     ModelLoadError,
     UsageError,
 )
-from invarlock_core.finiteness import nonfinite_counts
+from invarlock_core.evaluation.finiteness import nonfinite_counts
+from invarlock_core.evaluation.policy import (
+    TIERS,
+    Policy,
+    Preset,
+    Profile,
+    build_policy,
+    load_preset,
+    load_profile,
+)
+from invarlock_core.evaluation.probe_sidecars import (
+    ChainRun,
+    remove_stale_probes,
+    requested_probe,
+    run_probe,
+)
+from invarlock_core.evaluation.unchanged_tensors import unchanged_parameters
+from invarlock_core.evaluation.verdict import WindowScore, judge
+from invarlock_core.evaluation.windows import WindowPlan, plan_windows, tokenize_stream
 from invarlock_core.guarding import (
     DEFAULT_GUARD_ORDER,
     GuardChain,
@@ -54,22 +72,7 @@ from invarlock_core.guarding import (
     Violation,
 )
 from invarlock_core.json_files import read_json
-from invarlock_core.policy import (
-    TIERS,
-    Policy,
-    Preset,
-    Profile,
-    build_policy,
-    load_preset,
-    load_profile,
-)
-from invarlock_core.probe_sidecars import (
-    ChainRun,
-    remove_stale_probes,
-    requested_probe,
-    run_probe,
-)
-from invarlock_core.report import (
+from invarlock_core.report.document import (
     guard_outcomes,
     guard_result_json,
     load_report,
@@ -77,9 +80,6 @@ from invarlock_core.report import (
     write_report,
 )
 from invarlock_core.schema_validation import validate_instance
-from invarlock_core.unchanged_tensors import unchanged_parameters
-from invarlock_core.verdict import WindowScore, judge
-from invarlock_core.windows import WindowPlan, plan_windows, tokenize_stream
 
 if TYPE_CHECKING:
     from invarlock_core.plugins import Registries
@@ -410,7 +410,7 @@ def _score(
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], float]:
     """Preview and final window NLLs of ``mut``, and the seconds the guards' forward observers
     spent inside these passes (guard time, not scoring time)."""
-    from invarlock_core.scoring import score_windows
+    from invarlock_core.evaluation.scoring import score_windows
 
     observers = guards.chain.observers(mut, guards.contexts)
     try:

@@ -10,7 +10,7 @@
    policy is what its recorded sources imply (a ``tier`` acceptance range is that tier's limit,
    floors, tolerance and a ``profile`` drift band are that profile's),
 5. the verdict, reasons, ratio, CI and validation flags, recomputed with
-   :func:`invarlock_core.verdict.judge` from the per-window numbers and the recorded policy,
+   :func:`invarlock_core.evaluation.verdict.judge` from the per-window numbers and the recorded policy,
 6. the evidence floors of a profile (``profile=...``, default: the report's own),
 7. optionally (``check_models=True``) the checkpoint files still on disk against their digests,
 8. for a report read from a file, a probe sidecar it records (``probe.sha256``) that lies beside
@@ -31,8 +31,10 @@ import attrs
 
 from invarlock_core.canonical import file_sha256, prefixed
 from invarlock_core.errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE, InputError
-from invarlock_core.policy import TIERS, load_profile
-from invarlock_core.report import (
+from invarlock_core.evaluation.policy import TIERS, load_profile
+from invarlock_core.evaluation.verdict import judge
+from invarlock_core.evaluation.windows import plan_digest
+from invarlock_core.report.document import (
     REPORT_FILENAME,
     SCHEMA_NAME,
     compute_digests,
@@ -41,8 +43,6 @@ from invarlock_core.report import (
     window_scores,
 )
 from invarlock_core.schema_validation import schema_errors
-from invarlock_core.verdict import judge
-from invarlock_core.windows import plan_digest
 
 __all__ = ["Check", "ReportVerification", "verify_report", "verify_report_file"]
 

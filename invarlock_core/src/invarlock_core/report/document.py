@@ -8,7 +8,7 @@ policy and the guard results, never token ids. Its ``digests`` section seals it:
 * ``per_window``: canonical digest of ``primary_metric.per_window``,
 * ``report``: canonical digest of the whole report without ``digests.report``.
 
-``invarlock verify`` recomputes all of them and the verdict (:mod:`invarlock_core.report_verification`).
+``invarlock verify`` recomputes all of them and the verdict (:mod:`invarlock_core.report.verification`).
 """
 
 from __future__ import annotations
@@ -25,15 +25,16 @@ import attrs
 
 from invarlock_core.atomic import atomic_write_bytes, atomic_write_text
 from invarlock_core.canonical import canonical_digest, prefixed
+from invarlock_core.evaluation.policy import policy_digest
+from invarlock_core.evaluation.verdict import GuardOutcome, WindowScore
 from invarlock_core.guarding import GuardResult
 from invarlock_core.json_files import read_json_object
-from invarlock_core.policy import policy_digest
 from invarlock_core.schema_validation import validate_instance
-from invarlock_core.verdict import GuardOutcome, WindowScore
 
 __all__ = [
     "MARKDOWN_FILENAME",
     "REPORT_FILENAME",
+    "RUNTIME_MANIFEST_FILENAME",
     "SCHEMA_NAME",
     "TIMING_FILENAME",
     "compute_digests",
@@ -152,7 +153,7 @@ def runtime_manifest(report: dict[str, Any]) -> dict[str, Any]:
 
 def write_report(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
     """Seal, schema-validate and atomically write the report, its Markdown and the timing file."""
-    from invarlock_core.report_markdown import render_markdown
+    from invarlock_core.report.markdown import render_markdown
 
     report["digests"] = compute_digests(report)
     validate_instance(report, SCHEMA_NAME, what="evaluation report")

@@ -34,7 +34,7 @@ from invarlock_core.guarding import (
     ModelUnderTest,
     ProbingGuard,
 )
-from invarlock_core.report import jsonable
+from invarlock_core.report.document import jsonable
 from invarlock_core.schema_validation import schema_errors
 
 __all__ = [
