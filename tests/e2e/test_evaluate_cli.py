@@ -249,3 +249,36 @@ def test_offline_wikitext_is_one_line_exit_2(baseline: Path, tmp_path: Path) -> 
     assert result.returncode == 2
     line = one_error_line(result)
     assert "not in the local cache and network access is off; pass --net" in line
+
+
+def test_many_subjects_one_baseline_exit_with_the_worst_verdict(baseline: Path, tmp_path: Path) -> None:
+    same = tmp_path / "same"
+    shutil.copytree(baseline, same)
+    damaged = perturbed(baseline, tmp_path / "damaged", lambda k, v: v * 3 if v.ndim == 2 and ".h." in k else v)
+    out = tmp_path / "out"
+    result = invarlock(
+        "evaluate", "--baseline", baseline, "--subject", same, "--subject", damaged, "--out", out, "--json", *QUICK
+    )
+    assert result.returncode == 1, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["exit_code"] == 1
+    assert [s["verdict"] for s in summary["subjects"]] == ["PASS", "FAIL"]
+    assert [Path(s["report"]) for s in summary["subjects"]] == [
+        out / "same" / "evaluation.report.json",
+        out / "damaged" / "evaluation.report.json",
+    ]
+    reports = [json.loads(Path(s["report"]).read_text()) for s in summary["subjects"]]
+    assert reports[0]["primary_metric"]["per_window"]["final"][0]["baseline_nll"] == (
+        reports[1]["primary_metric"]["per_window"]["final"][0]["baseline_nll"]
+    )
+    for s in summary["subjects"]:
+        assert invarlock("verify", s["report"]).returncode == 0
+    assert not (out / "evaluation.report.json").exists()
+
+
+def test_many_subjects_with_one_name_is_one_line_exit_2(baseline: Path, tmp_path: Path) -> None:
+    twin = tmp_path / "x" / baseline.name
+    shutil.copytree(baseline, twin)
+    result = invarlock("evaluate", "--baseline", baseline, "--subject", baseline, "--subject", twin, "--out", tmp_path / "o", *QUICK)
+    assert result.returncode == 2
+    assert "two subjects are named" in one_error_line(result)

@@ -4,7 +4,8 @@ The steps live in small modules: :mod:`.windows` plans the evaluation windows, :
 computes per-window losses, :mod:`.paired_metric` and :mod:`.verdict` turn them into a judged
 primary metric under a :mod:`.policy`, :mod:`.unchanged_tensors` and :mod:`.finiteness` give the
 guards cheap facts about the subject, :mod:`.probe_sidecars` writes the optional probe files, and
-:mod:`.run` ties them together as :func:`evaluate`.
+:mod:`.run` ties the phases together as :func:`evaluate` (one subject) and :func:`evaluate_many`
+(one baseline, measured once, for many subjects).
 
 :func:`evaluate` and its records are importable from this package. They are resolved on first
 use (PEP 562) so that importing one step, say :mod:`.policy` from the report verifier, does not
@@ -19,12 +20,23 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from invarlock_core.evaluation.run import (
         EDIT_METADATA_NAME,
+        BaselineState,
         EvaluationOutcome,
         EvaluationRequest,
+        ManyOutcome,
         evaluate,
+        evaluate_many,
     )
 
-__all__ = ["EDIT_METADATA_NAME", "EvaluationOutcome", "EvaluationRequest", "evaluate"]
+__all__ = [
+    "EDIT_METADATA_NAME",
+    "BaselineState",
+    "EvaluationOutcome",
+    "EvaluationRequest",
+    "ManyOutcome",
+    "evaluate",
+    "evaluate_many",
+]
 
 _HOME = {name: "invarlock_core.evaluation.run" for name in __all__}
 
