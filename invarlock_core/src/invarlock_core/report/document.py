@@ -139,7 +139,7 @@ def compute_digests(report: Mapping[str, Any]) -> dict[str, str]:
 
 
 def runtime_manifest(report: dict[str, Any]) -> dict[str, Any]:
-    """Runtime provenance written beside every report (packs require it; seed X-08)."""
+    """Runtime provenance written beside every report (evidence packs require it)."""
     return {
         "schema": "invarlock/runtime-manifest-v1",
         "execution_mode": "host",
