@@ -15,11 +15,16 @@ from invarlock_core.errors import EXIT_FAIL, EXIT_OK
 from invarlock_core.evaluation.baseline_phase import BaselineState
 from invarlock_core.evaluation.inputs import ResolvedInputs
 from invarlock_core.evaluation.judging import Judged
-from invarlock_core.evaluation.probe_sidecars import remove_stale_probes
+from invarlock_core.evaluation.probe_sidecars import PROBE_FILE
 from invarlock_core.evaluation.request import EvaluationOutcome
 from invarlock_core.evaluation.subject_phase import SubjectMeasurements
 from invarlock_core.evaluation.timing import Stopwatch
-from invarlock_core.report.document import write_report
+from invarlock_core.report.document import (
+    MARKDOWN_FILENAME,
+    REPORT_FILENAME,
+    REPORT_SET,
+    write_report,
+)
 from invarlock_core.report.sections import (
     BootstrapRecord,
     Digests,
@@ -34,7 +39,7 @@ from invarlock_core.report.sections import (
 )
 from invarlock_core.serialization import structure
 
-__all__ = ["build_report", "publish_report"]
+__all__ = ["build_report", "is_report_file", "publish_report"]
 
 _LABEL_KEYS = ("edit_spec", "edit_type", "edit", "name")
 
@@ -127,18 +132,29 @@ def build_report(
     )
 
 
-def publish_report(inputs: ResolvedInputs, report: EvaluationReport, out: Path) -> EvaluationOutcome:
-    """Write ``report`` and its sidecars into ``out``; the outcome carries the exit code."""
-    probe = report.probe
-    written = probe["file"] if probe is not None and probe["status"] == "written" else None
-    remove_stale_probes(out, keep=written)
+def is_report_file(name: str) -> bool:
+    """Whether ``name`` belongs to the report set of a report directory."""
+    return name in REPORT_SET or PROBE_FILE.match(name) is not None
+
+
+def publish_report(
+    inputs: ResolvedInputs, report: EvaluationReport, stage: Path, *, final: Path
+) -> EvaluationOutcome:
+    """Write ``report`` and its sidecars into ``stage`` (published at ``final`` by the caller);
+    the outcome names the final paths and carries the exit code."""
     document = report_json(report)
-    report_path, markdown_path = write_report(document, out)
+    write_report(document, stage)
     if inputs.request.assurance == "off":
         code = EXIT_OK
     else:
         code = EXIT_OK if report.verdict == "PASS" else EXIT_FAIL
-    sealed = attrs.evolve(report, digests=structure(document["digests"], Digests))
+    sealed = attrs.evolve(
+        report, digests=structure(document["digests"], Digests), sidecars=dict(document["sidecars"])
+    )
     return EvaluationOutcome(
-        report=document, report_path=report_path, markdown_path=markdown_path, exit_code=code, sections=sealed
+        report=document,
+        report_path=final / REPORT_FILENAME,
+        markdown_path=final / MARKDOWN_FILENAME,
+        exit_code=code,
+        sections=sealed,
     )

@@ -24,17 +24,18 @@ produces NaN/Inf is a FAIL verdict, never an exception.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
 
-from invarlock_core.errors import EXIT_OK, UsageError
+from invarlock_core.atomic import SetPublication
+from invarlock_core.errors import EXIT_OK, OutputError, UsageError
 from invarlock_core.evaluation.baseline_phase import BaselineState, baseline_phase
 from invarlock_core.evaluation.inputs import ResolvedInputs, resolve_inputs
 from invarlock_core.evaluation.judging import judge_phase
-from invarlock_core.evaluation.reporting import build_report, publish_report
+from invarlock_core.evaluation.reporting import build_report, is_report_file, publish_report
 from invarlock_core.evaluation.request import EvaluationOutcome, EvaluationRequest
 from invarlock_core.evaluation.subject_phase import subject_phase
 from invarlock_core.evaluation.subjects import EDIT_METADATA_NAME, subject_checkpoint
@@ -93,13 +94,37 @@ def evaluate_subject(
             )
         if edit is None:
             clock.set("edit_s", value=0.0)
-        measured = subject_phase(inputs, baseline, checkpoint, out, clock)
+        stage = stack.enter_context(output_set(out))
+        measured = subject_phase(inputs, baseline, checkpoint, stage, clock)
         with clock.measure("statistics_s"):
             judged = judge_phase(inputs.policy.to_json(), baseline, measured)
         clock.set("total_s", value=baseline.seconds + own.since_start())
         report = build_report(inputs, baseline, measured, judged, clock)
-        out.mkdir(parents=True, exist_ok=True)
-        return publish_report(inputs, report, out)
+        return publish_report(inputs, report, stage, final=out)
+
+
+@contextlib.contextmanager
+def output_set(out: Path) -> Iterator[Path]:
+    """The staging directory of ``out``'s report set, published as one set when the block ends
+    (:class:`~invarlock_core.atomic.SetPublication`); OS errors on the output are exit 2."""
+    try:
+        publication = SetPublication(out, members=is_report_file)
+    except OSError as exc:
+        raise _output_error(out, exc) from None
+    try:
+        yield publication.stage
+    except BaseException:
+        publication.discard()
+        raise
+    try:
+        publication.publish()
+    except OSError as exc:
+        publication.discard()
+        raise _output_error(out, exc) from None
+
+
+def _output_error(out: Path, exc: OSError) -> OutputError:
+    return OutputError(f"cannot write the report to --out {out}: {exc.strerror or exc}")
 
 
 def evaluate(request: EvaluationRequest, *, registries: Registries | None = None) -> EvaluationOutcome:

@@ -207,16 +207,19 @@ class EvaluationReport:
     timings: Mapping[str, Any]
     environment: EnvironmentRecord
     digests: Digests | None = None
+    sidecars: Mapping[str, str] | None = None
+    """Digests of the timing file and the runtime manifest (reports written since they are bound)."""
     schema_version: int = 1
     schema: str = REPORT_SCHEMA
 
 
 def report_json(report: EvaluationReport) -> dict[str, Any]:
-    """The JSON object of ``report`` (no ``digests`` key while it is not sealed)."""
+    """The JSON object of ``report`` (no ``digests``/``sidecars`` keys while they are unset)."""
     # jsonable: fixed-length tuples (the CI) unstructure as tuples; JSON and the schema want lists.
     data: dict[str, Any] = jsonable(converter.unstructure(report))
-    if data["digests"] is None:
-        del data["digests"]
+    for optional in ("digests", "sidecars"):
+        if data[optional] is None:
+            del data[optional]
     return data
 
 
