@@ -26,12 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from invarlock_core.canonical import canonical_json
+from invarlock_core.errors import OutputError
 
 __all__ = [
     "SetPublication",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "check_output_location",
     "published_set",
     "staged_directory",
 ]
@@ -201,3 +203,27 @@ def published_set(final: str | Path, *, members: Callable[[str], bool]) -> Itera
     except BaseException:
         publication.discard()
         raise
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output_location(path: str | Path, *, what: str) -> None:
+    """Refuse, before any work, an output ``path`` (file or directory) that cannot be written:
+    its parent (where staging siblings go) and, when it exists, the directory itself must take a
+    new entry. Checked by making and removing one, because permission bits do not tell (a
+    read-only mount, ``/proc``, or a root user for whom every bit says yes)."""
+    target = Path(path).absolute()
+    places = [_nearest_existing(target.parent)]
+    if target.is_dir():
+        places.append(target)
+    for place in places:
+        if not place.is_dir():
+            raise OutputError(f"{what} {path}: {place} is not a directory")
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".invarlock-write-check-", dir=place))
+        except OSError as exc:
+            raise OutputError(f"{what} {path}: cannot write in {place} ({exc.strerror or exc})") from None

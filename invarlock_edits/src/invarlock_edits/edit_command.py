@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from invarlock_core.atomic import staged_directory
+from invarlock_core.atomic import check_output_location, staged_directory
 from invarlock_core.cli.output import print_json
 from invarlock_core.editing import Edit, EditSpec
 from invarlock_core.errors import UsageError
@@ -145,6 +145,7 @@ def apply_edit(
 def _apply(args: argparse.Namespace) -> int:
     from invarlock_core.plugins import get_registries
 
+    check_output_location(args.out, what="--out")
     spec = EditSpec.parse(args.edit)
     edit = get_registries().edits.get(spec.name)
     metadata = apply_edit(

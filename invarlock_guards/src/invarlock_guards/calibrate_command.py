@@ -62,9 +62,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from invarlock_core.atomic import check_output_location
     from invarlock_core.cli.output import print_json
     from invarlock_guards.calibration import CalibrationRequest, calibrate
 
+    check_output_location(args.out, what="--out")
     outcome = calibrate(
         CalibrationRequest(
             baseline=args.baseline,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
+from invarlock_core.atomic import check_output_location
 from invarlock_core.errors import UsageError
 from invarlock_core.evaluation.policy import TIERS, Profile
 
@@ -130,5 +131,6 @@ def check_request(request: EvaluationRequest, *, many: bool = False) -> None:
         raise UsageError("give exactly one of --subject DIR or --edit SPEC")
     if request.out.exists() and not request.out.is_dir():
         raise UsageError(f"--out {request.out} exists and is not a directory")
+    check_output_location(request.out, what="--out")
     if request.assurance not in ("gate", "off"):
         raise UsageError(f"--assurance {request.assurance!r}: expected gate or off")
