@@ -110,7 +110,7 @@ def test_verify_accepts_the_report_and_json_output(noop_report: Path) -> None:
 def test_verify_under_a_stricter_profile_fails_on_floors(noop_report: Path) -> None:
     result = invarlock("verify", noop_report, "--profile", "ci")
     assert result.returncode == 1
-    assert "profile ci: 8 final windows, the floor is 240" in result.stdout
+    assert "profile ci: 8 final windows, the floor is 240" in result.stderr
 
 
 def test_damaged_subject_fails_with_exit_1_and_verifies(baseline: Path, tmp_path: Path) -> None:
@@ -167,8 +167,9 @@ def test_hand_edited_pass_fails_verification(noop_report: Path, tmp_path: Path) 
     edited.write_text(json.dumps(report))
     result = invarlock("verify", edited)
     assert result.returncode == 1
-    assert "digest per_window mismatch" in result.stdout
-    assert "recorded verdict PASS does not follow from the recorded numbers" in result.stdout
+    assert result.stdout == ""  # problems go to stderr
+    assert "digest per_window mismatch" in result.stderr
+    assert "recorded verdict PASS does not follow from the recorded numbers" in result.stderr
 
 
 def test_unreadable_report_exits_2(tmp_path: Path) -> None:
@@ -176,8 +177,8 @@ def test_unreadable_report_exits_2(tmp_path: Path) -> None:
     garbage.write_text("{not json")
     result = invarlock("verify", garbage)
     assert result.returncode == 2
-    assert "INVALID" in result.stdout
-    assert "is not valid JSON" in result.stdout
+    assert "INVALID" in result.stderr
+    assert "is not valid JSON" in result.stderr
     assert invarlock("verify", tmp_path / "missing.json").returncode == 2
 
 
