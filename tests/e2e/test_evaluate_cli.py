@@ -283,3 +283,29 @@ def test_many_subjects_with_one_name_is_one_line_exit_2(baseline: Path, tmp_path
     result = invarlock("evaluate", "--baseline", baseline, "--subject", baseline, "--subject", twin, "--out", tmp_path / "o", *QUICK)
     assert result.returncode == 2
     assert "two subjects are named" in one_error_line(result)
+
+
+def test_final_windows_0_under_dev_names_the_floor_without_a_dev_hint(baseline: Path, tmp_path: Path) -> None:
+    result = invarlock(
+        "evaluate", "--baseline", baseline, "--subject", baseline, "--out", tmp_path / "o", *QUICK, "--final-windows", "0"
+    )
+    line = one_error_line(result)
+    assert result.returncode == 2
+    assert line == "error: --final-windows 0 is below the dev profile's floor of 4"
+
+
+@pytest.mark.parametrize(
+    "subject_args",
+    [("--edit", "no_such_edit"), ("--subject", "{bert}")],
+    ids=["unknown-edit", "tokenizer-mismatch"],
+)
+def test_input_errors_leave_no_out_directory(
+    baseline: Path, tmp_path: Path, tiny_model_dir: Callable[[str], Path], subject_args: tuple[str, ...]
+) -> None:
+    out = tmp_path / "new" / "out"
+    args = [a.format(bert=tiny_model_dir("bert")) for a in subject_args]
+    result = invarlock("evaluate", "--baseline", baseline, *args, "--out", out, *QUICK)
+    assert result.returncode == 2, result.stderr
+    one_error_line(result)
+    assert not out.exists()
+    assert not out.parent.exists()

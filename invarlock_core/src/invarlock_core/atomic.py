@@ -173,6 +173,7 @@ class SetPublication:
     def __init__(self, final: str | Path, *, members: Callable[[str], bool]) -> None:
         self.target = Path(final).absolute()
         self.members = members
+        self._created = [p for p in (self.target.parent, *self.target.parent.parents) if not p.exists()]
         self.target.parent.mkdir(parents=True, exist_ok=True)
         _recover(self.target, members)
         if self.target.exists() and not self.target.is_dir():
@@ -189,7 +190,11 @@ class SetPublication:
         _fsync_dir(self.target.parent)
 
     def discard(self) -> None:
+        """Drop the staged set, and the parent directories this publication created for it."""
         shutil.rmtree(self.stage, ignore_errors=True)
+        for created in self._created:  # innermost first; a directory that is not empty stays
+            with contextlib.suppress(OSError):
+                created.rmdir()
 
 
 @contextlib.contextmanager

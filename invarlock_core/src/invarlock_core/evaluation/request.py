@@ -116,10 +116,8 @@ def window_settings(request: EvaluationRequest, profile: Profile, tier: str) -> 
         ("--final-windows", settings.final, floors.final_windows),
     ):
         if value < floor:
-            raise UsageError(
-                f"{flag} {value} is below the {profile.name} profile's floor of {floor} "
-                "(use --profile dev for quick runs)"
-            )
+            hint = " (use --profile dev for quick runs)" if profile.name != "dev" else ""
+            raise UsageError(f"{flag} {value} is below the {profile.name} profile's floor of {floor}{hint}")
     if settings.seq_len < 2 or settings.stride < 1 or settings.batch < 1:
         raise UsageError("--seq-len must be >= 2, --stride and --batch-size >= 1")
     return settings

@@ -86,10 +86,12 @@ def subject_checkpoint(
         yield Subject(path=path, metadata=edit_metadata(path))
         return
     target = out / "subject"
-    out.mkdir(parents=True, exist_ok=True)
-    made = _apply_edit(str(edit), baseline, target, registries, seed)
+    created = not out.exists()
     try:
-        yield made
+        yield _apply_edit(str(edit), baseline, target, registries, seed)
     finally:
         if not keep:
             shutil.rmtree(target, ignore_errors=True)
+        if created:  # no empty --out is left behind when the evaluation fails
+            with contextlib.suppress(OSError):
+                out.rmdir()
