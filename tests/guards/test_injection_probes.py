@@ -43,7 +43,8 @@ def registries() -> Registries:
 def _evaluate(
     registries: Registries, baseline: Path, edit: str, out: Path, guards: tuple[str, ...]
 ) -> EvaluationOutcome:
-    request = EvaluationRequest(baseline=baseline, edit=edit, out=out, guards=guards, **QUICK)
+    # The subject is reloaded afterwards (_models): keep it.
+    request = EvaluationRequest(baseline=baseline, edit=edit, out=out, guards=guards, keep_subject=True, **QUICK)
     return evaluate(request, registries=registries)
 
 
