@@ -16,10 +16,11 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from invarlock_core.cli.output import print_json
-from invarlock_core.errors import UsageError
+from invarlock_core.errors import EvaluationError, UsageError
 
 if TYPE_CHECKING:
     from invarlock_core.evaluation import EvaluationOutcome, EvaluationRequest
+    from invarlock_core.report.sections import EvaluationReport
 
 __all__ = ["register"]
 
@@ -179,30 +180,36 @@ def _request(args: argparse.Namespace, subject: str | None) -> EvaluationRequest
     )
 
 
+def _typed(outcome: EvaluationOutcome) -> EvaluationReport:
+    if outcome.sections is None:  # pragma: no cover - evaluate always returns the typed report
+        raise EvaluationError("evaluate returned no typed report")
+    return outcome.sections
+
+
 def _summary(outcome: EvaluationOutcome) -> dict[str, Any]:
-    report = outcome.report
-    pm = report["primary_metric"]
+    report = _typed(outcome)
+    pm = report.primary_metric
     return {
         "verdict": outcome.verdict,
         "exit_code": outcome.exit_code,
         "report": str(outcome.report_path),
         "markdown": str(outcome.markdown_path),
-        "ratio": pm["ratio"],
-        "ci": pm["ci"],
-        "reasons": report["reasons"],
-        "warnings": report["warnings"],
+        "ratio": pm.ratio,
+        "ci": None if pm.ci is None else list(pm.ci),
+        "reasons": list(report.reasons),
+        "warnings": list(report.warnings),
     }
 
 
 def _print(outcome: EvaluationOutcome) -> None:
-    report = outcome.report
-    pm = report["primary_metric"]
-    ratio = "n/a" if pm["ratio"] is None else f"{pm['ratio']:.4f}"
-    ci = "n/a" if pm["ci"] is None else f"[{pm['ci'][0]:.4f}, {pm['ci'][1]:.4f}]"
-    print(f"{outcome.verdict}  ratio {ratio}  CI {ci}  ({report['policy']['tier']}, {report['policy']['profile']})")
-    for reason in report["reasons"]:
+    report = _typed(outcome)
+    pm, policy = report.primary_metric, report.policy
+    ratio = "n/a" if pm.ratio is None else f"{pm.ratio:.4f}"
+    ci = "n/a" if pm.ci is None else f"[{pm.ci[0]:.4f}, {pm.ci[1]:.4f}]"
+    print(f"{outcome.verdict}  ratio {ratio}  CI {ci}  ({policy['tier']}, {policy['profile']})")
+    for reason in report.reasons:
         print(f"  reason: {reason}")
-    for warning in report["warnings"]:
+    for warning in report.warnings:
         print(f"  warning: {warning}")
     print(f"report: {outcome.report_path}")
 
