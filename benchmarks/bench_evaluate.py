@@ -25,6 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,6 @@ from typing import Any
 def build_models(root: Path, *, layers: int, width: int) -> tuple[Path, Path]:
     import torch
     import transformers
-    from safetensors.torch import load_file, save_file
 
     from invarlock_core.testing import VOCAB_SIZE, build_tokenizer
 
@@ -45,31 +45,40 @@ def build_models(root: Path, *, layers: int, width: int) -> tuple[Path, Path]:
         bos_token_id=0, eos_token_id=0,
     )
     transformers.GPT2LMHeadModel(config).save_pretrained(str(base), safe_serialization=True)
-    subject = root / "subject"
-    shutil.copytree(base, subject)
-    weights = subject / "model.safetensors"
-    generator = torch.Generator().manual_seed(1)
+    subject = perturbed_copy(base, root / "subject", seed=1)
+    return base, subject
+
+
+def perturbed_copy(base: Path, target: Path, *, seed: int) -> Path:
+    """A copy of checkpoint ``base`` with 1% Gaussian noise on every matrix (seeded)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(base, target)
+    weights = target / "model.safetensors"
+    generator = torch.Generator().manual_seed(seed)
     tensors = load_file(str(weights))
     edited = {
         k: v + 0.01 * v.std() * torch.randn(v.shape, generator=generator) if v.ndim == 2 else v
         for k, v in tensors.items()
     }
     save_file(edited, str(weights), metadata={"format": "pt"})
-    return base, subject
+    return target
 
 
-def bare_forwards(base: Path, subject: Path, report: dict[str, Any], batch: int) -> tuple[float, float]:
-    """Wall and CPU seconds of two plain forward passes over exactly the report's windows."""
+def bare_forwards(paths: Sequence[Path], report: dict[str, Any], batch: int) -> tuple[float, float]:
+    """Wall and CPU seconds of plain forward passes of every checkpoint in ``paths`` (loaded
+    beforehand) over exactly the report's windows."""
     import numpy as np
     import torch
 
     from invarlock_core.datasets.provider import DatasetOptions
     from invarlock_core.datasets.sample import SampleProvider
+    from invarlock_core.evaluation.scoring import batches
+    from invarlock_core.evaluation.windows import tokenize_stream
     from invarlock_core.models import load_model
-    from invarlock_core.scoring import batches
-    from invarlock_core.windows import tokenize_stream
 
-    loaded = [load_model(p, device="cpu") for p in (base, subject)]
+    loaded = [load_model(p, device="cpu") for p in paths]
     stream = tokenize_stream(loaded[0].tokenizer, SampleProvider().load(DatasetOptions()).texts)
     seq = report["windows"]["seq_len"]
     starts = [w["start"] for group in ("preview", "final") for w in report["windows"][group]]
@@ -120,7 +129,7 @@ def main() -> int:
         for i in range(args.repeats):  # interleaved, best of N: the machine may be shared
             wall, cpu, report = run(f"plain{i}", ())
             ours.append((wall, cpu))
-            bare.append(bare_forwards(base, subject, report, args.batch))
+            bare.append(bare_forwards((base, subject), report, args.batch))
         windows = args.final_windows + args.preview_windows
         print(
             f"model: GPT-2 {args.layers}x{args.width}, {windows} windows x {args.seq_len} tokens, "

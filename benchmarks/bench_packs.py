@@ -120,7 +120,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from invarlock_core.report_verification import verify_report_file
+    from invarlock_core.report.verification import verify_report_file
     from invarlock_packs import verify_pack
     from invarlock_packs.checksums import hash_files
 

@@ -3,7 +3,7 @@
 Runs :func:`invarlock_core.evaluation.evaluate` in-process on a tiny real GPT-2 whose subject
 directory carries an ``edit_metadata.json`` that asks for a probe (``detection.probe``), with
 throwaway guards registered into hand-built registries; the choice of guard and the refusals are
-also checked on :func:`~invarlock_core.probe_sidecars.run_probe` directly. The built-in RMT and
+also checked on :func:`~invarlock_core.evaluation.probe_sidecars.run_probe` directly. The built-in RMT and
 variance probes are tested through real injections in ``tests/guards/test_injection_probes.py``.
 """
 
@@ -22,6 +22,12 @@ import pytest
 from invarlock_core.canonical import canonical_json, file_sha256
 from invarlock_core.datasets.builtin import builtin_providers
 from invarlock_core.evaluation import EvaluationOutcome, EvaluationRequest, evaluate
+from invarlock_core.evaluation.probe_sidecars import (
+    ChainRun,
+    ProbeRequest,
+    requested_probe,
+    run_probe,
+)
 from invarlock_core.guarding import (
     GuardChain,
     GuardContext,
@@ -30,8 +36,7 @@ from invarlock_core.guarding import (
     ProbingGuard,
 )
 from invarlock_core.plugins import Registries
-from invarlock_core.probe_sidecars import ChainRun, ProbeRequest, requested_probe, run_probe
-from invarlock_core.report_verification import verify_report_file
+from invarlock_core.report.verification import verify_report_file
 from invarlock_core.schema_validation import schema_errors
 
 pytestmark = pytest.mark.slow

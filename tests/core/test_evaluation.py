@@ -21,7 +21,7 @@ from invarlock_core.errors import InputError, SchemaError, UsageError
 from invarlock_core.evaluation import EvaluationRequest, evaluate
 from invarlock_core.guarding import GuardContext, GuardResult, ModelUnderTest, Violation
 from invarlock_core.plugins import Registries
-from invarlock_core.report_verification import verify_report_file
+from invarlock_core.report.verification import verify_report_file
 
 pytestmark = pytest.mark.slow
 
@@ -170,7 +170,7 @@ def test_default_chain_skips_missing_guards_but_explicit_unknown_is_an_error(bas
 
 def test_edit_spec_builds_the_subject_and_records_its_metadata(baseline: Path, tmp_path: Path) -> None:
     outcome = evaluate(
-        EvaluationRequest(baseline=baseline, edit="scale_test:-1", out=tmp_path, **QUICK),
+        EvaluationRequest(baseline=baseline, edit="scale_test:-1", out=tmp_path, keep_subject=True, **QUICK),
         registries=_registries(),
     )
     subject = outcome.report["subject"]
@@ -189,6 +189,22 @@ def test_edit_spec_builds_the_subject_and_records_its_metadata(baseline: Path, t
     assert json.loads((tmp_path / "subject" / "edit_metadata.json").read_text())["factor"] == -1.0
     assert outcome.verdict == "FAIL"
     assert outcome.report["primary_metric"]["ratio"] > 1.1
+
+
+def test_an_edited_subject_is_removed_unless_kept(baseline: Path, tmp_path: Path) -> None:
+    outcome = evaluate(
+        EvaluationRequest(baseline=baseline, edit="scale_test:-1", out=tmp_path, **QUICK),
+        registries=_registries(),
+    )
+    assert not (tmp_path / "subject").exists()
+    # The report still records every file digest of the subject it evaluated.
+    assert "edit_metadata.json" in outcome.report["subject"]["files"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "evaluate_timing.json",
+        "evaluation.report.json",
+        "evaluation_report.md",
+        "runtime.manifest.json",
+    ]
 
 
 def test_assurance_off_exits_0_on_a_fail_verdict(baseline: Path, tmp_path: Path) -> None:

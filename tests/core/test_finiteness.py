@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from invarlock_core.finiteness import nonfinite_counts
+from invarlock_core.evaluation.finiteness import nonfinite_counts
 
 _DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 _SPECIAL = [math.nan, math.inf, -math.inf]

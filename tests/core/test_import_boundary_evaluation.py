@@ -9,7 +9,7 @@ import sys
 def test_report_verification_and_verdict_do_not_import_torch() -> None:
     code = (
         "import sys\n"
-        "import invarlock_core.report_verification, invarlock_core.verdict, invarlock_core.evaluation\n"
+        "import invarlock_core.report.verification, invarlock_core.evaluation.verdict, invarlock_core.evaluation\n"
         "import invarlock_core.cli.verify_command, invarlock_core.cli.evaluate_command\n"
         "heavy = sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules)\n"
         "assert not heavy, heavy\n"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from invarlock_core.paired_metric import (
+from invarlock_core.evaluation.paired_metric import (
     bca_interval,
     safe_exp,
     summarize_pair,

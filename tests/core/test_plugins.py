@@ -136,3 +136,90 @@ def test_broken_plugin_is_reported_not_crashed(
         "plugins", "list", env={"PYTHONPATH": str(tmp_path), "INVARLOCK_DISABLE_PLUGINS": "broken_plugin.x"}
     )
     assert ok.returncode == 0
+
+
+class _WrongSignature:
+    @hookimpl
+    def invarlock_register_edits(self, registry: Callable[[Any], None]) -> None:  # the hook offers `register`
+        registry(_Edit())
+
+
+class _Misspelt:
+    @hookimpl
+    def invarlock_register_edit(self, register: Callable[[Any], None]) -> None:
+        register(_Edit())
+
+
+class _NoArguments:
+    calls = 0
+
+    @hookimpl
+    def invarlock_register_edits(self) -> None:
+        type(self).calls += 1
+
+
+def test_a_hook_with_the_wrong_signature_is_refused_at_load() -> None:
+    pm = get_plugin_manager(entry_points=False)
+    with pytest.raises(PluginError) as caught:
+        pm.register_module(_WrongSignature(), "wrong_sig", "wrong-sig", "0.1")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("plugin wrong_sig ")
+    assert "registry" in message
+    assert "INVARLOCK_DISABLE_PLUGINS=wrong_sig" in message
+    assert not pm.has_plugin("wrong_sig")
+
+
+def test_an_unknown_hook_is_refused_at_load() -> None:
+    pm = get_plugin_manager(entry_points=False)
+    pm.register(_Misspelt(), name="misspelt")
+    with pytest.raises(PluginError, match=r"^plugin misspelt .*invarlock_register_edit'") as caught:
+        pm.check_hooks()
+    assert "\n" not in str(caught.value)
+
+
+def test_hooks_are_called_through_pluggy() -> None:
+    # pluggy passes only the arguments an implementation declares; a direct call would pass
+    # register= and crash with a TypeError.
+    pm = get_plugin_manager(entry_points=False)
+    pm.register_module(_NoArguments(), "no_args", "no-args", "0.1")
+    before = _NoArguments.calls
+    Registries.from_plugin_manager(pm)
+    assert _NoArguments.calls == before + 1
+
+
+def test_each_plugin_is_credited_with_its_own_registrations() -> None:
+    pm = get_plugin_manager(entry_points=False)
+    pm.register(_Plugin(), name="first")
+
+    @attrs.frozen
+    class _Other:
+        @hookimpl
+        def invarlock_register_edits(self, register: Callable[[Any], None]) -> None:
+            register(attrs.evolve(_Edit(), name="other_edit"))
+
+    pm.register(_Other(), name="second")
+    registries = Registries.from_plugin_manager(pm)
+    assert registries.edits.registration("throwaway_edit").plugin == "first"
+    assert registries.edits.registration("other_edit").plugin == "second"
+
+
+def test_an_installed_plugin_with_a_wrong_signature_is_one_line_exit_2(
+    tmp_path: Path,
+    invarlock: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    (tmp_path / "wrong_sig_plugin.py").write_text(
+        "from invarlock_core import hookimpl\n\n"
+        "@hookimpl\n"
+        "def invarlock_register_edits(registry):\n"
+        "    pass\n"
+    )
+    dist = tmp_path / "wrong_sig_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: wrong-sig-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[invarlock]\nwrong_sig.edits = wrong_sig_plugin\n")
+    result = invarlock("plugins", "list", env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: plugin wrong_sig.edits ")
+    assert result.stderr.strip().count("\n") == 0
+    assert "Traceback" not in result.stderr

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from invarlock_core.errors import ConfigError, UsageError
-from invarlock_core.policy import PROFILES, TIERS, build_policy, load_preset, load_profile
+from invarlock_core.evaluation.policy import (
+    PROFILES,
+    TIERS,
+    build_policy,
+    load_preset,
+    load_profile,
+)
 
 
 def test_tier_limits_match_the_reference() -> None:

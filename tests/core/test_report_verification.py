@@ -14,7 +14,7 @@ from invarlock_core.datasets.builtin import builtin_providers
 from invarlock_core.evaluation import EvaluationRequest, evaluate
 from invarlock_core.plugins import Registries
 from invarlock_core.report import compute_digests
-from invarlock_core.report_verification import verify_report, verify_report_file
+from invarlock_core.report.verification import verify_report, verify_report_file
 
 
 @pytest.fixture(scope="module")

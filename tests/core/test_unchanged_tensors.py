@@ -14,8 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
+from invarlock_core.evaluation.unchanged_tensors import (
+    identical_stored_tensors,
+    unchanged_parameters,
+)
 from invarlock_core.models import checkpoint_files_digest, load_model
-from invarlock_core.unchanged_tensors import identical_stored_tensors, unchanged_parameters
 
 
 def _copy(source: Path, target: Path) -> Path:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from invarlock_core.policy import build_policy, load_profile
-from invarlock_core.verdict import GuardOutcome, WindowScore, judge
+from invarlock_core.evaluation.policy import build_policy, load_profile
+from invarlock_core.evaluation.verdict import GuardOutcome, WindowScore, judge
 
 POLICY = build_policy(tier="balanced", profile=load_profile("dev")).to_json()
 

@@ -8,7 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from invarlock_core.errors import DatasetError, UsageError
-from invarlock_core.windows import plan_digest, plan_windows, token_digest, tokenize_stream
+from invarlock_core.evaluation.windows import (
+    plan_digest,
+    plan_windows,
+    token_digest,
+    tokenize_stream,
+)
 
 
 def _stream(n: int, seed: int = 0) -> np.ndarray:

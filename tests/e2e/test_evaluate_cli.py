@@ -110,7 +110,7 @@ def test_verify_accepts_the_report_and_json_output(noop_report: Path) -> None:
 def test_verify_under_a_stricter_profile_fails_on_floors(noop_report: Path) -> None:
     result = invarlock("verify", noop_report, "--profile", "ci")
     assert result.returncode == 1
-    assert "profile ci: 8 final windows, the floor is 240" in result.stdout
+    assert "profile ci: 8 final windows, the floor is 240" in result.stderr
 
 
 def test_damaged_subject_fails_with_exit_1_and_verifies(baseline: Path, tmp_path: Path) -> None:
@@ -167,8 +167,9 @@ def test_hand_edited_pass_fails_verification(noop_report: Path, tmp_path: Path) 
     edited.write_text(json.dumps(report))
     result = invarlock("verify", edited)
     assert result.returncode == 1
-    assert "digest per_window mismatch" in result.stdout
-    assert "recorded verdict PASS does not follow from the recorded numbers" in result.stdout
+    assert result.stdout == ""  # problems go to stderr
+    assert "digest per_window mismatch" in result.stderr
+    assert "recorded verdict PASS does not follow from the recorded numbers" in result.stderr
 
 
 def test_unreadable_report_exits_2(tmp_path: Path) -> None:
@@ -176,8 +177,8 @@ def test_unreadable_report_exits_2(tmp_path: Path) -> None:
     garbage.write_text("{not json")
     result = invarlock("verify", garbage)
     assert result.returncode == 2
-    assert "INVALID" in result.stdout
-    assert "is not valid JSON" in result.stdout
+    assert "INVALID" in result.stderr
+    assert "is not valid JSON" in result.stderr
     assert invarlock("verify", tmp_path / "missing.json").returncode == 2
 
 
@@ -249,3 +250,62 @@ def test_offline_wikitext_is_one_line_exit_2(baseline: Path, tmp_path: Path) -> 
     assert result.returncode == 2
     line = one_error_line(result)
     assert "not in the local cache and network access is off; pass --net" in line
+
+
+def test_many_subjects_one_baseline_exit_with_the_worst_verdict(baseline: Path, tmp_path: Path) -> None:
+    same = tmp_path / "same"
+    shutil.copytree(baseline, same)
+    damaged = perturbed(baseline, tmp_path / "damaged", lambda k, v: v * 3 if v.ndim == 2 and ".h." in k else v)
+    out = tmp_path / "out"
+    result = invarlock(
+        "evaluate", "--baseline", baseline, "--subject", same, "--subject", damaged, "--out", out, "--json", *QUICK
+    )
+    assert result.returncode == 1, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["exit_code"] == 1
+    assert [s["verdict"] for s in summary["subjects"]] == ["PASS", "FAIL"]
+    assert [Path(s["report"]) for s in summary["subjects"]] == [
+        out / "same" / "evaluation.report.json",
+        out / "damaged" / "evaluation.report.json",
+    ]
+    reports = [json.loads(Path(s["report"]).read_text()) for s in summary["subjects"]]
+    assert reports[0]["primary_metric"]["per_window"]["final"][0]["baseline_nll"] == (
+        reports[1]["primary_metric"]["per_window"]["final"][0]["baseline_nll"]
+    )
+    for s in summary["subjects"]:
+        assert invarlock("verify", s["report"]).returncode == 0
+    assert not (out / "evaluation.report.json").exists()
+
+
+def test_many_subjects_with_one_name_is_one_line_exit_2(baseline: Path, tmp_path: Path) -> None:
+    twin = tmp_path / "x" / baseline.name
+    shutil.copytree(baseline, twin)
+    result = invarlock("evaluate", "--baseline", baseline, "--subject", baseline, "--subject", twin, "--out", tmp_path / "o", *QUICK)
+    assert result.returncode == 2
+    assert "two subjects are named" in one_error_line(result)
+
+
+def test_final_windows_0_under_dev_names_the_floor_without_a_dev_hint(baseline: Path, tmp_path: Path) -> None:
+    result = invarlock(
+        "evaluate", "--baseline", baseline, "--subject", baseline, "--out", tmp_path / "o", *QUICK, "--final-windows", "0"
+    )
+    line = one_error_line(result)
+    assert result.returncode == 2
+    assert line == "error: --final-windows 0 is below the dev profile's floor of 4"
+
+
+@pytest.mark.parametrize(
+    "subject_args",
+    [("--edit", "no_such_edit"), ("--subject", "{bert}")],
+    ids=["unknown-edit", "tokenizer-mismatch"],
+)
+def test_input_errors_leave_no_out_directory(
+    baseline: Path, tmp_path: Path, tiny_model_dir: Callable[[str], Path], subject_args: tuple[str, ...]
+) -> None:
+    out = tmp_path / "new" / "out"
+    args = [a.format(bert=tiny_model_dir("bert")) for a in subject_args]
+    result = invarlock("evaluate", "--baseline", baseline, *args, "--out", out, *QUICK)
+    assert result.returncode == 2, result.stderr
+    one_error_line(result)
+    assert not out.exists()
+    assert not out.parent.exists()

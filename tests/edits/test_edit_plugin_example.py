@@ -129,7 +129,7 @@ def test_invarlock_evaluate_with_the_plugin_edit(
     result = invarlock(
         "evaluate", "--baseline", str(baseline), "--edit", "gaussian_noise:0.02:ffn", "--out", str(out),
         "--preview-windows", "8", "--final-windows", "8", "--seq-len", "64", "--device", "cpu",
-        "--bootstrap-replicates", "100", "--guards", "none",
+        "--bootstrap-replicates", "100", "--guards", "none", "--keep-subject",
     )  # fmt: skip
     assert result.returncode in (0, 1), result.stderr
     report = json.loads((out / "evaluation.report.json").read_text())

@@ -91,3 +91,17 @@ def test_collapse_is_visible_in_every_metric() -> None:
     assert eff.compute(collapsed) < 3 < eff.compute(healthy)
     assert rank.compute(collapsed) < rank.compute(healthy)
     assert cos.compute(collapsed) > cos.compute(healthy)
+
+
+def test_a_metric_hook_with_the_wrong_signature_is_refused() -> None:
+    pm = get_plugin_manager(entry_points=False)
+
+    class WrongSignature:
+        @hookimpl
+        def veriscope_register_metrics(self, registry):  # type: ignore[no-untyped-def]
+            registry(builtin_metrics()[0])
+
+    with pytest.raises(MetricError, match=r"^veriscope plugin wrong_sig .*registry") as caught:
+        pm.register_module(WrongSignature(), "wrong_sig", "wrong-sig", "0.1")
+    assert "VERISCOPE_DISABLE_PLUGINS=wrong_sig" in str(caught.value)
+    assert "\n" not in str(caught.value)

@@ -10,11 +10,11 @@ from typing import Any
 import attrs
 import torch
 
+from invarlock_core.evaluation.windows import plan_windows, tokenize_stream
 from invarlock_core.families import classify
 from invarlock_core.guarding import GuardContext, GuardResult, ModelUnderTest
 from invarlock_core.models import LoadedModel, load_model
 from invarlock_core.testing import sample_text
-from invarlock_core.windows import plan_windows, tokenize_stream
 from invarlock_guards.plugin import builtin_guards
 
 ALL_GUARDS = ("invariants", "spectral", "rmt", "variance")

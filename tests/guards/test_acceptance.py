@@ -163,8 +163,8 @@ def test_twenty_seeded_noop_runs_raise_no_guard_failure(
     """Guard-only noop runs on preloaded models; each seed draws other windows and start vectors."""
     import torch
 
+    from invarlock_core.evaluation.windows import plan_windows, tokenize_stream
     from invarlock_core.testing import sample_text
-    from invarlock_core.windows import plan_windows, tokenize_stream
 
     models = {
         arch: load_for_guards(tiny_model_dir(arch), arch) for arch in ("gpt2", "llama", "mixtral")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from invarlock_core.policy import load_preset
+from invarlock_core.evaluation.policy import load_preset
 from invarlock_guards.calibration import NullStatistics, derive_preset, null_statistics
 from invarlock_guards.preset_files import to_toml, write_preset
 

@@ -24,8 +24,8 @@ from guards_support import (
 )
 
 from invarlock_core.errors import ConfigError
+from invarlock_core.evaluation.finiteness import nonfinite_counts
 from invarlock_core.families import classify
-from invarlock_core.finiteness import nonfinite_counts
 from invarlock_core.guarding import GuardContext
 from invarlock_guards.invariants import snapshot_structure
 from invarlock_guards.plugin import builtin_guards

@@ -20,11 +20,11 @@ from invarlock_core.canonical import canonical_json, file_sha256
 from invarlock_core.datasets.provider import DatasetOptions
 from invarlock_core.datasets.sample import SampleProvider
 from invarlock_core.evaluation import EvaluationOutcome, EvaluationRequest, evaluate
+from invarlock_core.evaluation.windows import plan_windows, tokenize_stream
 from invarlock_core.guarding import ModelUnderTest
 from invarlock_core.models import load_model
 from invarlock_core.plugins import Registries, get_registries
-from invarlock_core.report_verification import verify_report_file
-from invarlock_core.windows import plan_windows, tokenize_stream
+from invarlock_core.report.verification import verify_report_file
 from invarlock_guards.probes import rmt_probe, ve_probe
 
 pytestmark = pytest.mark.slow
@@ -43,7 +43,8 @@ def registries() -> Registries:
 def _evaluate(
     registries: Registries, baseline: Path, edit: str, out: Path, guards: tuple[str, ...]
 ) -> EvaluationOutcome:
-    request = EvaluationRequest(baseline=baseline, edit=edit, out=out, guards=guards, **QUICK)
+    # The subject is reloaded afterwards (_models): keep it.
+    request = EvaluationRequest(baseline=baseline, edit=edit, out=out, guards=guards, keep_subject=True, **QUICK)
     return evaluate(request, registries=registries)
 
 

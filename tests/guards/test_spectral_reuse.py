@@ -11,10 +11,10 @@ import pytest
 
 from invarlock_core.editing import EditSpec
 from invarlock_core.evaluation import EvaluationRequest, evaluate
+from invarlock_core.evaluation.unchanged_tensors import unchanged_parameters
 from invarlock_core.guarding import GuardContext, ModelUnderTest
 from invarlock_core.models import load_model
 from invarlock_core.plugins import get_registries
-from invarlock_core.unchanged_tensors import unchanged_parameters
 from invarlock_guards.spectral import SpectralGuard
 from invarlock_guards.weight_matrices import weight_matrices
 

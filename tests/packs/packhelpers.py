@@ -58,7 +58,11 @@ def report_dir(
     dest.mkdir(parents=True, exist_ok=True)
     report = dest / "evaluation.report.json"
     shutil.copyfile(source_report, report)
-    if runtime_manifest:
+    written = source_report.parent / "runtime.manifest.json"
+    if runtime_manifest and written.is_file():
+        # The report binds the manifest written beside it: a fabricated one would not verify.
+        shutil.copyfile(written, dest / "runtime.manifest.json")
+    elif runtime_manifest:
         write_json(
             dest / "runtime.manifest.json",
             {

@@ -20,6 +20,7 @@ __all__ = [
     "InvarlockError",
     "ModelLoadError",
     "OneLineError",
+    "OutputError",
     "PluginError",
     "SchemaError",
     "TokenizerMismatchError",
@@ -96,6 +97,12 @@ class DatasetError(InputError):
 
 class PluginError(InputError):
     """A plugin is unknown, misconfigured, or registers something twice."""
+
+
+class OutputError(InvarlockError):
+    """An output could not be written (read-only directory, full disk, not a directory)."""
+
+    exit_code = EXIT_USAGE
 
 
 class DependencyError(InvarlockError):

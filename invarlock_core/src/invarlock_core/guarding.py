@@ -17,7 +17,6 @@ them), so activation statistics cost no extra pass.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeGuard, runtime_checkable
@@ -84,7 +83,7 @@ class ModelUnderTest:
     ``unchanged`` (subjects only) names the parameters whose values are bit-identical to the
     baseline's, as established by whoever built this object: ``invarlock evaluate`` compares the
     stored bytes of both checkpoints right after loading
-    (:func:`invarlock_core.unchanged_tensors.unchanged_parameters`). A guard may take its baseline
+    (:func:`invarlock_core.evaluation.unchanged_tensors.unchanged_parameters`). A guard may take its baseline
     measurement of such a parameter instead of measuring it again. Empty (nothing assumed) by
     default; never claim a parameter the model may have changed in memory.
 
@@ -258,19 +257,3 @@ class GuardChain:
             if observer is not None and all(observer is not known for known in found):
                 found.append(observer)
         return found
-
-    def run(
-        self,
-        baseline: ModelUnderTest,
-        subject: ModelUnderTest,
-        contexts: Mapping[str, GuardContext],
-    ) -> list[GuardResult]:
-        """Prepare (cached) and validate every guard in order; one result per distinct guard."""
-        results = []
-        for name in self.order:
-            context = contexts.get(name, GuardContext())
-            start = time.perf_counter()
-            state = self.baseline_state(name, baseline, context)
-            result = self.registry.get(name).validate(subject, state, context)
-            results.append(attrs.evolve(result, seconds=time.perf_counter() - start))
-        return results

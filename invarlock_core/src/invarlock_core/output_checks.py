@@ -15,7 +15,9 @@ import stat
 import tempfile
 from pathlib import Path
 
-__all__ = ["output_problem"]
+from invarlock_core.errors import OutputError
+
+__all__ = ["check_output_location", "output_problem"]
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -60,3 +62,11 @@ def _probe(base: Path) -> str | None:
     os.close(fd)
     os.unlink(probe)
     return None
+
+
+def check_output_location(path: str | Path, *, what: str, directory: bool = True) -> None:
+    """Refuse, before any work, an output ``path`` that cannot be written: :class:`OutputError`
+    (exit 2) with :func:`output_problem`'s reason."""
+    problem = output_problem(path, directory=directory)
+    if problem is not None:
+        raise OutputError(f"{what} {path}: {problem}")

@@ -1,27 +1,33 @@
-"""The plugin manager factory and the registries it fills.
+"""The plugin loader both products use, the ``invarlock`` plugin manager factory and its registries.
 
-``get_plugin_manager()`` builds a fresh :class:`pluggy.PluginManager` for project ``invarlock``:
-the core's own built-ins first, then every entry point of the ``invarlock`` group, filtered by
+A :class:`PluginGroup` says how a product finds its plugins: the pluggy project (also the
+entry-point group), its hook specifications, the allow-list and block-list environment variables
+and the error class its CLI prints. :func:`new_plugin_manager` builds a fresh manager for a group:
+built-in modules first, then every entry point of the group that the allow list (set but empty
+loads none) and the block list let through. A plugin that fails to import, or whose hook
+implementations do not match the specifications (a misspelt hook name, an argument the hook does
+not offer), is refused there with one line naming it. Hooks are called through pluggy
+(:func:`call_each_plugin`), never by reaching into an implementation.
 
-* ``INVARLOCK_LOAD_PLUGINS``: comma-separated allow list of entry-point names (set but empty
-  loads none), and
-* ``INVARLOCK_DISABLE_PLUGINS``: comma-separated block list.
-
+For ``invarlock``: ``INVARLOCK_LOAD_PLUGINS`` / ``INVARLOCK_DISABLE_PLUGINS``, errors are
+:class:`~invarlock_core.errors.PluginError`. ``veriscope_gate.plugins`` declares its own group.
 Nothing happens at import time; call the factory when you need plugins.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import attrs
 import pluggy
 
 from invarlock_core import hookspecs
-from invarlock_core.errors import PluginError
+from invarlock_core.errors import OneLineError, PluginError
 from invarlock_core.registry import Registry
 
 if TYPE_CHECKING:
@@ -32,11 +38,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUILTIN_PLUGINS",
+    "INVARLOCK_PLUGINS",
     "InvarlockPluginManager",
+    "PluginGroup",
     "PluginInfo",
+    "ProductPluginManager",
     "Registries",
+    "call_each_plugin",
     "get_plugin_manager",
     "get_registries",
+    "new_plugin_manager",
     "plugin_infos",
 ]
 
@@ -51,17 +62,76 @@ LOAD_ENV = "INVARLOCK_LOAD_PLUGINS"
 DISABLE_ENV = "INVARLOCK_DISABLE_PLUGINS"
 
 
-class InvarlockPluginManager(pluggy.PluginManager):
-    """A :class:`pluggy.PluginManager` that remembers each plugin's distribution and version."""
+@attrs.frozen
+class PluginGroup:
+    """How one product finds and names its plugins."""
 
-    def __init__(self) -> None:
-        super().__init__(hookspecs.PROJECT)
-        self.add_hookspecs(hookspecs)
+    project: str
+    """The pluggy project name, which is also the entry-point group."""
+    hookspecs: ModuleType
+    load_env: str
+    """Allow list of entry-point names (comma-separated; set but empty loads none)."""
+    disable_env: str
+    """Block list of entry-point names."""
+    error: type[OneLineError]
+    """Raised, with one line, for a plugin that cannot be loaded."""
+    label: str = "plugin"
+    """How messages name a plugin of this group."""
+
+    def refuse(self, name: str, why: str) -> OneLineError:
+        """The error for plugin ``name``: ``why`` and how to switch the plugin off."""
+        return self.error(f"{self.label} {name} {why}; disable it with {self.disable_env}={name}")
+
+
+INVARLOCK_PLUGINS = PluginGroup(
+    project=hookspecs.PROJECT,
+    hookspecs=hookspecs,
+    load_env=LOAD_ENV,
+    disable_env=DISABLE_ENV,
+    error=PluginError,
+)
+
+
+class ProductPluginManager(pluggy.PluginManager):
+    """A :class:`pluggy.PluginManager` for one :class:`PluginGroup` that remembers each plugin's
+    distribution and version and refuses plugins whose hooks do not match the specifications."""
+
+    def __init__(self, group: PluginGroup) -> None:
+        super().__init__(group.project)
+        self.add_hookspecs(group.hookspecs)
+        self.group = group
         self.distributions: dict[str, tuple[str, str]] = {}
 
     def register_module(self, module: object, name: str, distribution: str, version: str) -> None:
-        self.register(module, name=name)
+        """Register ``module`` as plugin ``name``; a hook that does not match its spec is refused."""
+        try:
+            self.register(module, name=name)
+        except pluggy.PluginValidationError as exc:
+            raise self.group.refuse(
+                name, f"does not match its hook specifications ({_one_line(exc)})"
+            ) from None
         self.distributions[name] = (distribution, version)
+
+    def check_hooks(self) -> None:
+        """Refuse a plugin that implements a hook its product does not specify."""
+        try:
+            self.check_pending()
+        except pluggy.PluginValidationError as exc:
+            name = self.get_name(exc.plugin) or repr(exc.plugin)
+            raise self.group.refuse(
+                name, f"implements a hook its product does not specify ({_one_line(exc)})"
+            ) from None
+
+
+class InvarlockPluginManager(ProductPluginManager):
+    """The plugin manager of project ``invarlock``."""
+
+    def __init__(self) -> None:
+        super().__init__(INVARLOCK_PLUGINS)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _env_list(name: str) -> set[str] | None:
@@ -78,24 +148,33 @@ def _core_version() -> str:
         return "0+unknown"
 
 
-def get_plugin_manager(*, entry_points: bool = True) -> InvarlockPluginManager:
-    """Build a plugin manager with the built-ins and (unless disabled) entry-point plugins."""
-    import importlib
-
-    pm = InvarlockPluginManager()
+def new_plugin_manager(
+    pm: ProductPluginManager, *, builtins: Sequence[str] = (), entry_points: bool = True
+) -> ProductPluginManager:
+    """Fill the fresh ``pm`` with its ``builtins`` modules and allowed entry points, then check it."""
     version = _core_version()
-    for module_name in BUILTIN_PLUGINS:
-        pm.register_module(importlib.import_module(module_name), module_name, "invarlock-core", version)
+    for module_name in builtins:
+        pm.register_module(
+            importlib.import_module(module_name), module_name, "invarlock-core", version
+        )
     if entry_points:
         _load_entry_points(pm)
-    pm.check_pending()
+    pm.check_hooks()
     return pm
 
 
-def _load_entry_points(pm: InvarlockPluginManager) -> None:
-    allow = _env_list(LOAD_ENV)
-    block = _env_list(DISABLE_ENV) or set()
-    for ep in sorted(importlib.metadata.entry_points(group=hookspecs.PROJECT), key=lambda e: e.name):
+def get_plugin_manager(*, entry_points: bool = True) -> InvarlockPluginManager:
+    """Build a plugin manager with the built-ins and (unless disabled) entry-point plugins."""
+    pm = InvarlockPluginManager()
+    new_plugin_manager(pm, builtins=BUILTIN_PLUGINS, entry_points=entry_points)
+    return pm
+
+
+def _load_entry_points(pm: ProductPluginManager) -> None:
+    group = pm.group
+    allow = _env_list(group.load_env)
+    block = _env_list(group.disable_env) or set()
+    for ep in sorted(importlib.metadata.entry_points(group=group.project), key=lambda e: e.name):
         if allow is not None and ep.name not in allow:
             continue
         if ep.name in block or pm.has_plugin(ep.name):
@@ -103,9 +182,8 @@ def _load_entry_points(pm: InvarlockPluginManager) -> None:
         try:
             plugin = ep.load()
         except Exception as exc:
-            raise PluginError(
-                f"plugin {ep.name} ({ep.value}) failed to load: {type(exc).__name__}: {exc}; "
-                f"disable it with {DISABLE_ENV}={ep.name}"
+            raise group.refuse(
+                ep.name, f"({ep.value}) failed to load: {type(exc).__name__}: {exc}"
             ) from exc
         dist = ep.dist
         pm.register_module(
@@ -114,6 +192,18 @@ def _load_entry_points(pm: InvarlockPluginManager) -> None:
             dist.metadata["Name"] if dist is not None else "unknown",
             dist.version if dist is not None else "unknown",
         )
+
+
+def call_each_plugin(
+    pm: pluggy.PluginManager, hook_name: str, kwargs_for: Callable[[str], Mapping[str, Any]]
+) -> None:
+    """Call hook ``hook_name`` once per implementing plugin, through pluggy, with the keyword
+    arguments ``kwargs_for(plugin_name)`` gives (a registrar that knows who registers)."""
+    impls = getattr(pm.hook, hook_name).get_hookimpls()
+    plugins = {impl.plugin_name: impl.plugin for impl in impls}
+    for impl in impls:
+        others = [plugin for name, plugin in plugins.items() if name != impl.plugin_name]
+        pm.subset_hook_caller(hook_name, remove_plugins=others)(**kwargs_for(impl.plugin_name))
 
 
 @attrs.define
@@ -135,9 +225,12 @@ class Registries:
             ("invarlock_register_executors", registries.executors),
         )
         for hook_name, registry in hooks:
-            for impl in getattr(pm.hook, hook_name).get_hookimpls():
-                impl.function(register=_registrar(registry, impl.plugin_name))
+            call_each_plugin(pm, hook_name, _registrar_kwargs(registry))
         return registries
+
+
+def _registrar_kwargs(registry: Registry[Any]) -> Callable[[str], Mapping[str, Any]]:
+    return lambda plugin: {"register": _registrar(registry, plugin)}
 
 
 def _registrar(registry: Registry[Any], plugin: str) -> Callable[[Any], None]:
@@ -164,7 +257,7 @@ class PluginInfo:
     registers: dict[str, list[str]]
 
 
-def plugin_infos(pm: InvarlockPluginManager, registries: Registries) -> list[PluginInfo]:
+def plugin_infos(pm: ProductPluginManager, registries: Registries) -> list[PluginInfo]:
     """Describe every plugin ``pm`` holds and what it registered."""
     by_plugin: dict[str, dict[str, list[str]]] = {}
     for kind, registry in (

@@ -2,7 +2,7 @@
 
 Shared by everything that inspects stored tensors: the edit engine's checkpoint view
 (``invarlock_edits.checkpoint``) and the comparison of stored bytes between a baseline and a
-subject (:mod:`invarlock_core.unchanged_tensors`).
+subject (:mod:`invarlock_core.evaluation.unchanged_tensors`).
 """
 
 from __future__ import annotations

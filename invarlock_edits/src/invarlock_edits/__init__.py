@@ -28,8 +28,7 @@ from invarlock_edits.params import ParamSpec
 from invarlock_edits.plan import AddedTensor, EditPlan, TensorChange, map_tensors
 from invarlock_edits.scopes import Scope, parse_scope
 from invarlock_edits.streaming_edit import StreamingEdit
-
-__version__ = "0.1.0"
+from invarlock_edits.version import __version__
 
 __all__ = [
     "METADATA_SCHEMA",

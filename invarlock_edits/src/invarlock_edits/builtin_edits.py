@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from invarlock_core.errors import UsageError
 from invarlock_edits.architecture import input_axis
 from invarlock_edits.checkpoint import Checkpoint
 from invarlock_edits.kernels import (
@@ -88,6 +89,13 @@ def _plan_lowrank(checkpoint: Checkpoint, params: Mapping[str, Any], seed: int) 
 
     targets = params["scope"].select(checkpoint)
     skipped = [info.name for info in targets if min(info.shape[-2:]) <= params["rank"]]
+    if targets and len(skipped) == len(targets):
+        # A rank at or above every matrix's size keeps every matrix exactly: refuse a silent no-op.
+        largest = max(min(info.shape[-2:]) for info in targets)
+        raise UsageError(
+            f"lowrank_svd rank {params['rank']} is not below the size of any selected matrix "
+            f"(the largest is {largest}): the edit would change nothing; choose a rank below {largest}"
+        )
     return map_tensors(checkpoint, targets, approximate, details={"already_low_rank": skipped})
 
 

@@ -16,6 +16,7 @@ from invarlock_core.atomic import staged_directory
 from invarlock_core.cli.output import print_json
 from invarlock_core.editing import Edit, EditSpec
 from invarlock_core.errors import UsageError
+from invarlock_core.output_checks import check_output_location
 
 __all__ = ["register"]
 
@@ -145,6 +146,7 @@ def apply_edit(
 def _apply(args: argparse.Namespace) -> int:
     from invarlock_core.plugins import get_registries
 
+    check_output_location(args.out, what="--out")
     spec = EditSpec.parse(args.edit)
     edit = get_registries().edits.get(spec.name)
     metadata = apply_edit(

@@ -29,6 +29,7 @@ from invarlock_edits.tuned_params import (
     find_tuned_params_file,
     model_keys,
 )
+from invarlock_edits.version import __version__
 
 __all__ = ["DEVICE_ENV", "Planner", "ResolvedEdit", "StreamingEdit"]
 
@@ -52,8 +53,6 @@ def _json_value(value: Any) -> Any:
 
 
 def _version() -> str:
-    from invarlock_edits import __version__
-
     return __version__
 
 

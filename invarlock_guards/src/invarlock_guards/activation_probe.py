@@ -34,10 +34,10 @@ from typing import Any
 
 import attrs
 
+from invarlock_core.evaluation.scoring import window_nll
 from invarlock_core.families import classify, layer_index
 from invarlock_core.guarding import ModelUnderTest
 from invarlock_core.optional_deps import require
-from invarlock_core.scoring import window_nll
 from invarlock_guards.activation_grams import GramQueue, Spread, linear_map
 
 __all__ = [

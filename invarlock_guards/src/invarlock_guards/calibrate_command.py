@@ -64,6 +64,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 def _run(args: argparse.Namespace) -> int:
     from invarlock_core.cli.output import print_json
     from invarlock_core.errors import UsageError
+    from invarlock_core.output_checks import check_output_location
     from invarlock_guards.calibration import CalibrationRequest, calibrate
 
     # --name becomes part of file names under --out: one plain component, never a path.
@@ -72,6 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     ):
         raise UsageError(f"--name must be a plain file-name component, got {args.name!r}")
 
+    check_output_location(args.out, what="--out")
     outcome = calibrate(
         CalibrationRequest(
             baseline=args.baseline,

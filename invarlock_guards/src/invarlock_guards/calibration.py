@@ -344,7 +344,7 @@ def calibrate(
     """Run the noop evaluations and write ``calibrated_preset_<model>.toml`` and ``.json``."""
     tier = _check(request)
     from invarlock_core.evaluation import EvaluationRequest, evaluate
-    from invarlock_core.policy import load_profile
+    from invarlock_core.evaluation.policy import load_profile
 
     if registries is None:
         from invarlock_core.plugins import get_registries

@@ -14,10 +14,10 @@ from typing import Any
 import attrs
 
 from invarlock_core.canonical import canonical_digest
-from invarlock_core.finiteness import nonfinite_counts
+from invarlock_core.evaluation.finiteness import nonfinite_counts
+from invarlock_core.evaluation.unchanged_tensors import storage_groups
 from invarlock_core.guarding import GuardContext, GuardResult, ModelUnderTest, Severity, Violation
 from invarlock_core.optional_deps import require
-from invarlock_core.unchanged_tensors import storage_groups
 from invarlock_guards.results import guard_result
 from invarlock_guards.settings_checks import check_choice
 from invarlock_guards.tiers import guard_settings

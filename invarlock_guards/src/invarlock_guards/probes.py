@@ -14,21 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 from invarlock_core.guarding import GuardContext, ModelUnderTest, ProbingGuard
+from invarlock_guards.probe_header import PROBE_SCHEMA_VERSION, probe_header
+from invarlock_guards.rmt import RMTGuard
+from invarlock_guards.variance import VarianceGuard
 
 __all__ = ["PROBE_SCHEMA_VERSION", "probe_header", "rmt_probe", "ve_probe"]
-
-PROBE_SCHEMA_VERSION = 1
-
-
-def probe_header(kind: str, context: GuardContext) -> dict[str, Any]:
-    """The fields every probe document starts with: ``kind``, ``schema_version``, tier and seed."""
-    return {
-        "kind": kind,
-        "schema_version": PROBE_SCHEMA_VERSION,
-        "tier": context.tier,
-        "seed": context.seed,
-    }
-
 
 def _probe(
     guard: ProbingGuard, baseline: ModelUnderTest, subject: ModelUnderTest, tier: str, seed: int
@@ -41,8 +31,6 @@ def rmt_probe(
     baseline: ModelUnderTest, subject: ModelUnderTest, *, tier: str = "balanced", seed: int = 0
 ) -> dict[str, Any]:
     """The RMT delta policy applied across the two models: families, bands and outliers."""
-    from invarlock_guards.rmt import RMTGuard
-
     return _probe(RMTGuard(), baseline, subject, tier, seed)
 
 
@@ -50,6 +38,4 @@ def ve_probe(
     baseline: ModelUnderTest, subject: ModelUnderTest, *, tier: str = "balanced", seed: int = 0
 ) -> dict[str, Any]:
     """Whether VE proposes scales for the subject and whether they improve the loss meaningfully."""
-    from invarlock_guards.variance import VarianceGuard
-
     return _probe(VarianceGuard(), baseline, subject, tier, seed)

@@ -33,7 +33,7 @@ from invarlock_guards.activation_probe import (
     observe_activations,
     probe_activations,
 )
-from invarlock_guards.probes import probe_header
+from invarlock_guards.probe_header import probe_header
 from invarlock_guards.results import guard_result
 from invarlock_guards.settings_checks import check_families, check_range
 from invarlock_guards.tiers import guard_settings

@@ -10,7 +10,7 @@ split into ``⌈√n⌉`` chunks, and the median of the chunk means is the branc
 * **proposed scales**: ``α = clamp(1/√v, scale_min, scale_max)``, none inside ``|α − 1| < deadband``;
 * **A/B test**: when scales are proposed and the model is a causal LM, the calibration windows are
   scored again with the branch outputs multiplied by ``α`` (the model is not modified). A paired BCa
-  bootstrap of the per-window Δ log-loss (``invarlock_core.paired_metric``) decides whether the
+  bootstrap of the per-window Δ log-loss (``invarlock_core.evaluation.paired_metric``) decides whether the
   correction helps: its upper bound must be below 0 and the relative gain ``1 − exp(Δ)`` at least
   ``min_relative_gain``. A helpful correction is evidence that the edit skewed the branch variances
   and is reported as a warning (``ve_enabled``).
@@ -25,8 +25,8 @@ from typing import Any
 
 import attrs
 
+from invarlock_core.evaluation.paired_metric import summarize_pair
 from invarlock_core.guarding import GuardContext, GuardResult, ModelUnderTest, Severity, Violation
-from invarlock_core.paired_metric import summarize_pair
 from invarlock_core.report import jsonable
 from invarlock_guards.activation_probe import (
     ActivationObserver,
@@ -34,7 +34,7 @@ from invarlock_guards.activation_probe import (
     observe_activations,
     probe_activations,
 )
-from invarlock_guards.probes import probe_header
+from invarlock_guards.probe_header import probe_header
 from invarlock_guards.results import guard_result
 from invarlock_guards.settings_checks import check_choice, check_range
 from invarlock_guards.tiers import guard_settings

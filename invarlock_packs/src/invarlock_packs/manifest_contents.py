@@ -105,7 +105,7 @@ def assemble_manifest(
             "reports_failed": 0,
             "clean_reports": sum(1 for p in plans if p.summary.category == "clean"),
             "runtime_manifests": sum(1 for p in plans if p.has_runtime_manifest),
-            "verifier": "invarlock_core.report_verification",
+            "verifier": "invarlock_core.report.verification",
             "profile": profile,
         },
         "signing_key_fingerprint": signer,

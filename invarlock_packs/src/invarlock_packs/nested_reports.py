@@ -1,7 +1,7 @@
 """Bundled evaluation reports: nested verification through the core, identity, and summaries.
 
 Nested verification always goes through the core's own verifier,
-:func:`invarlock_core.report_verification.verify_report_file`; this module adapts its result and
+:func:`invarlock_core.report.verification.verify_report_file`; this module adapts its result and
 fails closed when the verifier is unavailable. Identity and summary extraction only read JSON.
 """
 
@@ -46,7 +46,7 @@ class ReportOutcome:
 def check_profile(profile: str | None) -> None:
     """Raise the core's one-line UsageError for an unknown report verification profile."""
     if profile is not None:
-        from invarlock_core.policy import load_profile
+        from invarlock_core.evaluation.policy import load_profile
 
         load_profile(profile)
 
@@ -54,7 +54,7 @@ def check_profile(profile: str | None) -> None:
 def verify_report(path: Path, *, profile: str | None = None) -> ReportOutcome:
     """Verify one ``evaluation.report.json`` with the core's verifier (fail closed)."""
     try:
-        from invarlock_core.report_verification import verify_report_file
+        from invarlock_core.report.verification import verify_report_file
     except ImportError as exc:
         return ReportOutcome(
             path, False, 7, (f"the core report verifier is unavailable ({exc}); failing closed",)

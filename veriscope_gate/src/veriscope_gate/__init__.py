@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
 from veriscope_gate.controls import GateControls, load_preset, preset_names
 from veriscope_gate.engine import GateEngine
 from veriscope_gate.errors import VeriscopeError
@@ -18,6 +16,7 @@ from veriscope_gate.hookspecs import hookimpl
 from veriscope_gate.metrics import Metric, Sketch
 from veriscope_gate.records import Audit, GateRecord
 from veriscope_gate.session import GateSession
+from veriscope_gate.version import __version__
 
 if TYPE_CHECKING:
     from veriscope_gate.callback import VeriscopeCallback

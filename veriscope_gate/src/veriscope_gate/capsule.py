@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from invarlock_core.atomic import atomic_write_json, atomic_write_text
-from veriscope_gate import __version__
 from veriscope_gate.artifacts import Results, RunConfig, Summary
 from veriscope_gate.envcapture import capture_env, redact_argv
 from veriscope_gate.governance import log_head
 from veriscope_gate.serialization import unstructure
 from veriscope_gate.timeutil import utc_now
+from veriscope_gate.version import __version__
 
 __all__ = [
     "DEPENDENCIES_TXT",

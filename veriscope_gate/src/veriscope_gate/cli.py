@@ -176,7 +176,7 @@ def _cmd_metrics(_args: argparse.Namespace) -> int:
 
 
 def build_parser() -> _Parser:
-    from veriscope_gate import __version__
+    from veriscope_gate.version import __version__
 
     parser = _Parser(prog="veriscope",
                      description="Veriscope: a training reliability gate (finite-window divergence D_W).")

@@ -1,4 +1,4 @@
-"""Veriscope's own exception root, with narrow subclasses mapped to the seed's exit codes.
+"""Veriscope's own exception root, with narrow subclasses mapped to Veriscope's documented exit codes.
 
 Veriscope is its own product (DESIGN.md: one exception root per product), so its expected failures
 derive from :class:`VeriscopeError`, not from InvarLock's root. The ``veriscope`` CLI prints

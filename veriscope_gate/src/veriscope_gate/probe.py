@@ -156,10 +156,6 @@ class LayerProbe:
         self.armed = True
         self._packed = None
 
-    @property
-    def has_sketch(self) -> bool:
-        return self._packed is not None
-
     def packed(self) -> torch.Tensor | None:
         """The packed on-device statistics of the armed step (``None`` if nothing ran)."""
         return self._packed

@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from invarlock_core.canonical import canonical_digest, prefixed
-from veriscope_gate import __version__
 from veriscope_gate.controls import GateControls
 from veriscope_gate.errors import ArtifactError
 from veriscope_gate.timeutil import is_utc_timestamp, utc_now
+from veriscope_gate.version import __version__
 
 __all__ = ["build_window_signature", "same_hash", "window_signature_hash"]
 

@@ -1,7 +1,9 @@
 """``invarlock evaluate``: a thin CLI over :func:`invarlock_core.evaluation.evaluate`.
 
 Exit codes: 0 PASS, 1 FAIL (a gate failed), 2 invalid input or usage, 3 internal error.
-Flags left out fall back to the seed system's environment variables (``INVARLOCK_TIER``,
+``--subject`` may be given several times: the baseline is measured once and each subject's report
+goes to ``DIR/<subject directory name>/``; the exit code is the worst verdict's.
+Flags left out fall back to the documented environment variables (``INVARLOCK_TIER``,
 ``INVARLOCK_SEQ_LEN``, ``INVARLOCK_STRIDE``, ``INVARLOCK_PREVIEW_WINDOWS``,
 ``INVARLOCK_FINAL_WINDOWS``, ``INVARLOCK_EVAL_BATCH``, ``INVARLOCK_ALLOW_NETWORK``,
 ``INVARLOCK_ALLOW_REMOTE_CODE``) and then to the profile.
@@ -11,10 +13,14 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invarlock_core.cli.output import print_json
-from invarlock_core.errors import UsageError
+from invarlock_core.errors import EvaluationError, UsageError
+
+if TYPE_CHECKING:
+    from invarlock_core.evaluation import EvaluationOutcome, EvaluationRequest
+    from invarlock_core.report.sections import EvaluationReport
 
 __all__ = ["register"]
 
@@ -58,9 +64,19 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument("--baseline", required=True, metavar="DIR", help="baseline checkpoint directory")
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--subject", metavar="DIR", help="subject checkpoint directory")
+    which.add_argument(
+        "--subject",
+        metavar="DIR",
+        action="append",
+        help="subject checkpoint directory; repeat it to compare several subjects with one baseline",
+    )
     which.add_argument("--edit", metavar="SPEC", help="create the subject with an edit plugin (NAME[:ARG...])")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory for the report")
+    p.add_argument(
+        "--keep-subject",
+        action="store_true",
+        help="with --edit: keep the edited checkpoint in DIR/subject (removed after the evaluation otherwise)",
+    )
     data = p.add_argument_group("dataset")
     data.add_argument("--dataset", metavar="NAME", help="dataset provider (default: INVARLOCK_DATASET or sample)")
     data.add_argument("--data-path", metavar="PATH", help="local_jsonl: file, directory or glob")
@@ -121,13 +137,15 @@ def _guards(text: str | None) -> tuple[str, ...] | None:
     return names
 
 
-def _run(args: argparse.Namespace) -> int:
-    from invarlock_core.evaluation import EvaluationRequest, evaluate
+def _request(args: argparse.Namespace, subject: str | None) -> EvaluationRequest:
+    from invarlock_core.evaluation import EvaluationRequest
 
-    ints = {key: getattr(args, key) if getattr(args, key) is not None else _env_int(env) for key, env in _INT_ENV.items()}
-    request = EvaluationRequest(
+    ints: dict[str, int | None] = {
+        key: getattr(args, key) if getattr(args, key) is not None else _env_int(env) for key, env in _INT_ENV.items()
+    }
+    return EvaluationRequest(
         baseline=args.baseline,
-        subject=args.subject,
+        subject=subject,
         edit=args.edit,
         out=args.out,
         dataset=args.dataset,
@@ -137,6 +155,11 @@ def _run(args: argparse.Namespace) -> int:
         dataset_name=args.dataset_name,
         dataset_config=args.dataset_config,
         split=args.split,
+        seq_len=ints["seq_len"],
+        stride=ints["stride"],
+        preview_windows=ints["preview_windows"],
+        final_windows=ints["final_windows"],
+        batch_size=ints["batch_size"],
         tier=args.tier or os.environ.get("INVARLOCK_TIER") or None,
         profile=args.profile,
         device=args.device,
@@ -153,31 +176,60 @@ def _run(args: argparse.Namespace) -> int:
         drift_band=args.drift_band,
         baseline_report=args.baseline_report,
         assurance=args.assurance,
-        **ints,
+        keep_subject=args.keep_subject,
     )
-    outcome = evaluate(request)
-    report = outcome.report
-    pm = report["primary_metric"]
-    if args.json:
-        print_json(
-            {
-                "verdict": outcome.verdict,
-                "exit_code": outcome.exit_code,
-                "report": str(outcome.report_path),
-                "markdown": str(outcome.markdown_path),
-                "ratio": pm["ratio"],
-                "ci": pm["ci"],
-                "reasons": report["reasons"],
-                "warnings": report["warnings"],
-            }
-        )
-        return outcome.exit_code
-    ratio = "n/a" if pm["ratio"] is None else f"{pm['ratio']:.4f}"
-    ci = "n/a" if pm["ci"] is None else f"[{pm['ci'][0]:.4f}, {pm['ci'][1]:.4f}]"
-    print(f"{outcome.verdict}  ratio {ratio}  CI {ci}  ({report['policy']['tier']}, {report['policy']['profile']})")
-    for reason in report["reasons"]:
+
+
+def _typed(outcome: EvaluationOutcome) -> EvaluationReport:
+    if outcome.sections is None:  # pragma: no cover - evaluate always returns the typed report
+        raise EvaluationError("evaluate returned no typed report")
+    return outcome.sections
+
+
+def _summary(outcome: EvaluationOutcome) -> dict[str, Any]:
+    report = _typed(outcome)
+    pm = report.primary_metric
+    return {
+        "verdict": outcome.verdict,
+        "exit_code": outcome.exit_code,
+        "report": str(outcome.report_path),
+        "markdown": str(outcome.markdown_path),
+        "ratio": pm.ratio,
+        "ci": None if pm.ci is None else list(pm.ci),
+        "reasons": list(report.reasons),
+        "warnings": list(report.warnings),
+    }
+
+
+def _print(outcome: EvaluationOutcome) -> None:
+    report = _typed(outcome)
+    pm, policy = report.primary_metric, report.policy
+    ratio = "n/a" if pm.ratio is None else f"{pm.ratio:.4f}"
+    ci = "n/a" if pm.ci is None else f"[{pm.ci[0]:.4f}, {pm.ci[1]:.4f}]"
+    print(f"{outcome.verdict}  ratio {ratio}  CI {ci}  ({policy['tier']}, {policy['profile']})")
+    for reason in report.reasons:
         print(f"  reason: {reason}")
-    for warning in report["warnings"]:
+    for warning in report.warnings:
         print(f"  warning: {warning}")
     print(f"report: {outcome.report_path}")
-    return outcome.exit_code
+
+
+def _run(args: argparse.Namespace) -> int:
+    from invarlock_core.evaluation import evaluate
+    from invarlock_core.evaluation.run import evaluate_many
+
+    subjects: list[str] = args.subject or []
+    if len(subjects) <= 1:
+        outcome = evaluate(_request(args, subjects[0] if subjects else None))
+        if args.json:
+            print_json(_summary(outcome))
+        else:
+            _print(outcome)
+        return outcome.exit_code
+    many = evaluate_many(_request(args, None), subjects)
+    if args.json:
+        print_json({"exit_code": many.exit_code, "subjects": [_summary(o) for o in many.outcomes]})
+        return many.exit_code
+    for outcome in many.outcomes:
+        _print(outcome)
+    return many.exit_code

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from invarlock_core.cli.output import print_json
-from invarlock_core.errors import UsageError
+from invarlock_core.errors import OutputError, UsageError
+from invarlock_core.output_checks import check_output_location
 
 __all__ = ["register"]
 
@@ -169,9 +170,14 @@ def _hours(seconds: float) -> str:
 
 
 def _graph(args: argparse.Namespace) -> int:
+    if args.output is not None:
+        check_output_location(args.output, what="--output", directory=False)
     graph = _build_graph(args)
     if args.output is not None:
-        graph.save(args.output)
+        try:
+            graph.save(args.output)
+        except OSError as exc:
+            raise OutputError(f"--output {args.output}: {exc.strerror or exc}") from None
         print(f"wrote {len(graph)} tasks to {args.output}")
     else:
         print_json(graph.to_json())
@@ -184,6 +190,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.retry_failed and not args.resume:
         raise UsageError("--retry-failed only applies with --resume")
+    check_output_location(args.output_dir, what="OUTPUT_DIR")
     graph = TaskGraph.load(args.graph) if args.graph is not None else None
     settings = {"address": args.ray_address} if args.ray_address else {}
     summary = run_graph(

@@ -1,12 +1,15 @@
 """``invarlock verify REPORT... [--profile P] [--check-models] [--json]``.
 
 Exit codes: 0 every report verified, 1 a report failed verification, 2 a report is unreadable or
-invalid (the highest code wins when several reports are given).
+invalid (the highest code wins when several reports are given). Verified reports are listed on
+stdout; failed or invalid ones, with their problems, on stderr (``--json`` prints everything on
+stdout).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from invarlock_core.report_verification import verify_report_file
+    from invarlock_core.report.verification import verify_report_file
 
     results = []
     code = 0
@@ -47,11 +50,17 @@ def _run(args: argparse.Namespace) -> int:
         print_json({"ok": code == 0, "exit_code": code, "reports": results})
         return code
     for data in results:
-        status = "OK" if data["ok"] else ("INVALID" if data["exit_code"] == 2 else "FAILED")
-        verdict = f" (verdict {data['verdict']})" if data["verdict"] else ""
-        print(f"{status}  {data['path']}{verdict}")
-        if data["summary"]:
-            print(f"  {data['summary']}")
-        for problem in data["problems"]:
-            print(f"  - {problem}")
+        _print_result(data)
     return code
+
+
+def _print_result(data: dict[str, Any]) -> None:
+    """A verified report on stdout; a failed or invalid one, with its problems, on stderr."""
+    stream = sys.stdout if data["ok"] else sys.stderr
+    status = "OK" if data["ok"] else ("INVALID" if data["exit_code"] == 2 else "FAILED")
+    verdict = f" (verdict {data['verdict']})" if data["verdict"] else ""
+    print(f"{status}  {data['path']}{verdict}", file=stream)
+    if data["summary"]:
+        print(f"  {data['summary']}", file=stream)
+    for problem in data["problems"]:
+        print(f"  - {problem}", file=stream)

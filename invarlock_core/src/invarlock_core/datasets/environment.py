@@ -1,7 +1,7 @@
 """Dataset options from flags, environment variables and a raw provider mapping.
 
 Precedence: explicit values (CLI flags, API arguments) > ``INVARLOCK_DATASET_PROVIDER_JSON`` >
-provider-specific environment variables > defaults. The variables are the seed system's names:
+provider-specific environment variables > defaults. The variables:
 
 * ``INVARLOCK_DATASET``: the provider when none is given;
 * ``hf_text``: ``INVARLOCK_HF_DATASET_NAME``, ``INVARLOCK_HF_CONFIG_NAME``,

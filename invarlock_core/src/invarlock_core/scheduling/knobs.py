@@ -1,6 +1,6 @@
 """Scheduling knobs: hardware, memory-planning and reliability settings, read from the environment.
 
-Every knob keeps the name and default the seed system documents (``GPU_MEMORY_PER_DEVICE``,
+Every knob has a documented environment variable and default (``GPU_MEMORY_PER_DEVICE``,
 ``WORKER_TIMEOUT``, ``TASK_TIMEOUT_<TYPE>`` ...). :meth:`SchedulingKnobs.from_env` reads them;
 ``attrs.evolve`` applies CLI overrides on top, so the precedence is defaults < environment < flags.
 A malformed value is a :class:`~invarlock_core.errors.ConfigError` naming the variable.
@@ -24,7 +24,7 @@ _FALSE = {"0", "false", "no", "off"}
 
 @attrs.frozen
 class SchedulingKnobs:
-    """All scheduler settings, with the seed system's defaults (seconds, gigabytes)."""
+    """All scheduler settings, with their documented defaults (seconds, gigabytes)."""
 
     # Hardware (K-02).
     num_gpus: int | None = None

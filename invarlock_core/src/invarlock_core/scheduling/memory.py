@@ -1,6 +1,6 @@
 """Memory planning: how much memory a task needs and how many devices that takes.
 
-Estimates follow the seed system (sizes in GiB):
+Estimates (sizes in GiB):
 
 * evaluation and calibration: weights + KV cache + ``INVARLOCK_OVERHEAD_GB``, with
   KV = 2 · layers · batch · seq · kv_heads · head_dim · bytes;

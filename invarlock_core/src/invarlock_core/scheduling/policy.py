@@ -150,7 +150,7 @@ _CRITICAL = {TaskType.SETUP_BASELINE: 50, TaskType.CALIBRATION_RUN: 20}
 
 @attrs.frozen
 class SmallFirstPolicy:
-    """The seed system's ``small_first`` strategy with capped dynamic boosts."""
+    """``small_first``: small models and short tasks first, with capped dynamic boosts."""
 
     unblock_per_dependent: float = 2.0
     unblock_cap: float = 20.0

@@ -10,7 +10,6 @@ bound ``max(total GPU-seconds / devices, critical path)``.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
 
 import attrs
 
@@ -197,13 +196,3 @@ def simulate(
         runs=tuple(runs),
     )
 
-
-def simulate_many(
-    graph: TaskGraph, device_counts: Sequence[int], device_memory_gb: float, policies: Sequence[str]
-) -> list[SimulationResult]:
-    """Every (policy, device count) pair, for tables."""
-    return [
-        simulate(graph, devices=count, device_memory_gb=device_memory_gb, policy=name)
-        for count in device_counts
-        for name in policies
-    ]

@@ -65,7 +65,7 @@ _LARGE_MODEL_GB = 100.0
 
 @attrs.frozen
 class ScenarioCounts:
-    """How many of each scenario a model runs (seed defaults)."""
+    """How many of each scenario a model runs (the documented defaults)."""
 
     calibration_runs: int = 5
     clean_edits: tuple[str, ...] = DEFAULT_EDITS

@@ -71,7 +71,7 @@ BASE_PRIORITY: Mapping[TaskType, int] = {
     TaskType.CLEANUP: 50,
     TaskType.GENERIC: 50,
 }
-"""The seed system's base priorities by task type (higher runs first)."""
+"""Base priorities by task type (higher runs first)."""
 
 
 @attrs.frozen

@@ -71,7 +71,7 @@ class WindowPlan:
 
 
 def plan_digest(described: dict[str, Any]) -> str:
-    """The digest of a described plan; :mod:`report_verification` recomputes it from a report."""
+    """The digest of a described plan; :mod:`invarlock_core.report.verification` recomputes it from a report."""
     core = {
         "seq_len": described["seq_len"],
         "stride": described["stride"],

@@ -43,7 +43,7 @@ __all__ = [
 
 @attrs.frozen
 class Tier:
-    """An acceptance tier: the ratio limit and the seed system's window count for it."""
+    """An acceptance tier: the ratio limit and the window count it asks for."""
 
     name: str
     max_ratio: float

@@ -8,7 +8,7 @@ policy and the guard results, never token ids. Its ``digests`` section seals it:
 * ``per_window``: canonical digest of ``primary_metric.per_window``,
 * ``report``: canonical digest of the whole report without ``digests.report``.
 
-``invarlock verify`` recomputes all of them and the verdict (:mod:`invarlock_core.report_verification`).
+``invarlock verify`` recomputes all of them and the verdict (:mod:`invarlock_core.report.verification`).
 """
 
 from __future__ import annotations
@@ -24,16 +24,18 @@ from typing import Any
 import attrs
 
 from invarlock_core.atomic import atomic_write_bytes, atomic_write_text
-from invarlock_core.canonical import canonical_digest, prefixed
+from invarlock_core.canonical import canonical_digest, prefixed, sha256_hex
+from invarlock_core.evaluation.policy import policy_digest
+from invarlock_core.evaluation.verdict import GuardOutcome, WindowScore
 from invarlock_core.guarding import GuardResult
 from invarlock_core.json_files import read_json_object
-from invarlock_core.policy import policy_digest
 from invarlock_core.schema_validation import validate_instance
-from invarlock_core.verdict import GuardOutcome, WindowScore
 
 __all__ = [
     "MARKDOWN_FILENAME",
     "REPORT_FILENAME",
+    "REPORT_SET",
+    "RUNTIME_MANIFEST_FILENAME",
     "SCHEMA_NAME",
     "TIMING_FILENAME",
     "compute_digests",
@@ -42,6 +44,8 @@ __all__ = [
     "jsonable",
     "load_report",
     "report_digest",
+    "runtime_manifest_body",
+    "runtime_manifest_digest",
     "window_scores",
     "write_report",
 ]
@@ -137,8 +141,9 @@ def compute_digests(report: Mapping[str, Any]) -> dict[str, str]:
     return digests
 
 
-def runtime_manifest(report: dict[str, Any]) -> dict[str, Any]:
-    """Runtime provenance written beside every report (packs require it; seed X-08)."""
+def runtime_manifest_body(report: Mapping[str, Any]) -> dict[str, Any]:
+    """Runtime provenance written beside every report (evidence packs require it), without its
+    back-reference to the report's digests."""
     return {
         "schema": "invarlock/runtime-manifest-v1",
         "execution_mode": "host",
@@ -146,27 +151,46 @@ def runtime_manifest(report: dict[str, Any]) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "environment": report["environment"],
-        "report_digests": report["digests"],
     }
 
 
-def write_report(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
-    """Seal, schema-validate and atomically write the report, its Markdown and the timing file."""
-    from invarlock_core.report_markdown import render_markdown
+def runtime_manifest_digest(manifest: Mapping[str, Any]) -> str:
+    """What a report records for its runtime manifest: the canonical digest of everything but
+    ``report_digests`` (which points back at the report and so cannot be inside its seal)."""
+    return prefixed(canonical_digest({k: v for k, v in manifest.items() if k != "report_digests"}))
 
+
+def _json_bytes(value: Any) -> bytes:
+    return (json.dumps(value, sort_keys=True, indent=2, allow_nan=False) + "\n").encode("utf-8")
+
+
+def write_report(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
+    """Bind the sidecars, seal, schema-validate and atomically write the report, its Markdown,
+    the timing file and the runtime manifest.
+
+    The report records (``sidecars``) the sha256 of the timing file and the digest of the runtime
+    manifest; the manifest and the Markdown carry the report's digests back.
+    """
+    from invarlock_core.report.markdown import render_markdown
+
+    timing = _json_bytes({"schema_version": 1, "verdict": report["verdict"], "timings": report["timings"]})
+    manifest = runtime_manifest_body(report)
+    report["sidecars"] = {
+        TIMING_FILENAME: prefixed(sha256_hex(timing)),
+        RUNTIME_MANIFEST_FILENAME: runtime_manifest_digest(manifest),
+    }
     report["digests"] = compute_digests(report)
     validate_instance(report, SCHEMA_NAME, what="evaluation report")
-    data = json.dumps(report, sort_keys=True, indent=2, allow_nan=False) + "\n"
     markdown_path = atomic_write_text(out / MARKDOWN_FILENAME, render_markdown(report))
-    timing = {"schema_version": 1, "verdict": report["verdict"], "timings": report["timings"]}
-    atomic_write_text(out / TIMING_FILENAME, json.dumps(timing, sort_keys=True, indent=2) + "\n")
-    atomic_write_text(
-        out / RUNTIME_MANIFEST_FILENAME,
-        json.dumps(runtime_manifest(report), sort_keys=True, indent=2) + "\n",
-    )
+    atomic_write_bytes(out / TIMING_FILENAME, timing)
+    atomic_write_bytes(out / RUNTIME_MANIFEST_FILENAME, _json_bytes({**manifest, "report_digests": report["digests"]}))
     # The report is written last: its presence means the evaluation completed.
-    report_path = atomic_write_bytes(out / REPORT_FILENAME, data.encode("utf-8"))
+    report_path = atomic_write_bytes(out / REPORT_FILENAME, _json_bytes(report))
     return report_path, markdown_path
+
+
+REPORT_SET = frozenset({REPORT_FILENAME, MARKDOWN_FILENAME, TIMING_FILENAME, RUNTIME_MANIFEST_FILENAME})
+"""The files every evaluation writes into its report directory (probe sidecars come on top)."""
 
 
 def load_report(path: str | Path) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import attrs
 
-from invarlock_core.paired_metric import safe_exp, summarize_pair, weighted_mean
+from invarlock_core.evaluation.paired_metric import safe_exp, summarize_pair, weighted_mean
 
 __all__ = [
     "GUARD_FLAGS",
@@ -106,7 +106,7 @@ def judge(
 ) -> Judgement:
     """Recompute the primary metric and the verdict from recorded numbers and ``policy``.
 
-    ``policy`` is the report's ``policy`` section (:meth:`invarlock_core.policy.Policy.to_json`).
+    ``policy`` is the report's ``policy`` section (:meth:`invarlock_core.evaluation.policy.Policy.to_json`).
     """
     reasons: list[str] = []
     warnings: list[str] = []

@@ -10,7 +10,7 @@ mean negative log-likelihoods ``b_i`` (baseline) and ``s_i`` (subject). With ``Î
   correction ``z0`` comes from the replicates and the acceleration ``a`` from a weighted
   jackknife; the ratio interval is ``exp`` of the ``delta`` bounds.
 
-Everything here is NumPy only (no torch), so :mod:`invarlock_core.report_verification` can recompute
+Everything here is NumPy only (no torch), so :mod:`invarlock_core.report.verification` can recompute
 a report's numbers without an ML stack. The random draws use PCG64 ``random()`` doubles and an
 inverse-CDF lookup, so the same seed gives the same interval on every NumPy version.
 """

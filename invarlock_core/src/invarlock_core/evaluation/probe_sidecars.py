@@ -11,13 +11,13 @@ The document is written as canonical JSON (sorted keys, no NaN: the bytes that a
 atomically into the report's directory; the report records it under ``probe``: the file name,
 the guard, the status and the sidecar's ``sha256``. A named guard that is not installed, not in
 the chain, cannot probe or crashed on the subject is recorded with the reason, and no sidecar is
-written. :func:`remove_stale_probes` removes a probe sidecar that an earlier evaluation left in the
-same directory, so a report is never packed beside another run's probe.
+written. Probe files are part of the report set (:func:`invarlock_core.evaluation.reporting.is_report_file`):
+a new evaluation into the same directory replaces the whole set, so a report never sits beside
+another run's probe.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,7 +34,7 @@ from invarlock_core.guarding import (
     ModelUnderTest,
     ProbingGuard,
 )
-from invarlock_core.report import jsonable
+from invarlock_core.report.document import jsonable
 from invarlock_core.schema_validation import schema_errors
 
 __all__ = [
@@ -43,7 +43,6 @@ __all__ = [
     "ChainRun",
     "ProbeRequest",
     "ProbeStatus",
-    "remove_stale_probes",
     "requested_probe",
     "run_probe",
 ]
@@ -169,14 +168,3 @@ def _write(request: ProbeRequest, name: str, run: ChainRun, out: Path) -> dict[s
         kind=str(document["kind"]),
         sha256=prefixed(sha256_hex(data)),
     )
-
-
-def remove_stale_probes(out: Path, keep: str | None = None) -> list[str]:
-    """Remove ``*_probe.json`` sidecars in ``out`` other than ``keep``; returns the names removed."""
-    removed = []
-    for path in sorted(out.glob("*_probe.json")):
-        if path.name != keep and PROBE_FILE.match(path.name) and path.is_file():
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-            removed.append(path.name)
-    return removed

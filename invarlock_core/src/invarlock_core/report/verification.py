@@ -10,11 +10,14 @@
    policy is what its recorded sources imply (a ``tier`` acceptance range is that tier's limit,
    floors, tolerance and a ``profile`` drift band are that profile's),
 5. the verdict, reasons, ratio, CI and validation flags, recomputed with
-   :func:`invarlock_core.verdict.judge` from the per-window numbers and the recorded policy,
+   :func:`invarlock_core.evaluation.verdict.judge` from the per-window numbers and the recorded policy,
 6. the evidence floors of a profile (``profile=...``, default: the report's own),
 7. optionally (``check_models=True``) the checkpoint files still on disk against their digests,
-8. for a report read from a file, a probe sidecar it records (``probe.sha256``) that lies beside
-   it against that digest (an absent sidecar is not checked: the report stands on its own).
+8. for a report read from a file, the files of its set that lie beside it: a probe sidecar
+   against ``probe.sha256``; ``runtime.manifest.json`` against the digest in ``sidecars`` and its
+   ``report_digests`` against this report's digests; ``evaluate_timing.json`` against its sha256
+   in ``sidecars``; ``evaluation_report.md`` must name this report's digest. A sidecar that is
+   absent is not checked (the report stands on its own); one from another run fails.
 
 A report hand-edited to say PASS fails step 4 and step 5. Exit codes: 0 verified, 1 failed,
 2 unreadable or invalid. Needs NumPy and jsonschema only, never torch.
@@ -31,18 +34,23 @@ import attrs
 
 from invarlock_core.canonical import file_sha256, prefixed
 from invarlock_core.errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE, InputError
-from invarlock_core.policy import TIERS, load_profile
-from invarlock_core.report import (
+from invarlock_core.evaluation.policy import TIERS, load_profile
+from invarlock_core.evaluation.verdict import judge
+from invarlock_core.evaluation.windows import plan_digest
+from invarlock_core.json_files import read_json_object
+from invarlock_core.report.document import (
+    MARKDOWN_FILENAME,
     REPORT_FILENAME,
+    RUNTIME_MANIFEST_FILENAME,
     SCHEMA_NAME,
+    TIMING_FILENAME,
     compute_digests,
     guard_outcomes,
     load_report,
+    runtime_manifest_digest,
     window_scores,
 )
 from invarlock_core.schema_validation import schema_errors
-from invarlock_core.verdict import judge
-from invarlock_core.windows import plan_digest
 
 __all__ = ["Check", "ReportVerification", "verify_report", "verify_report_file"]
 
@@ -215,7 +223,7 @@ def _models(report: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _sidecars(report: Mapping[str, Any], directory: Path) -> list[str]:
+def _probe_sidecar(report: Mapping[str, Any], directory: Path) -> list[str]:
     probe = report.get("probe")
     if not isinstance(probe, Mapping) or probe.get("status") != "written":
         return []
@@ -223,6 +231,46 @@ def _sidecars(report: Mapping[str, Any], directory: Path) -> list[str]:
     if file.is_file() and prefixed(file_sha256(file)) != probe["sha256"]:
         return [f"probe sidecar {probe['file']} differs from the sha256 the report records"]
     return []
+
+
+def _runtime_manifest(report: Mapping[str, Any], directory: Path) -> list[str]:
+    """The manifest beside the report must be this report's: its content digest as the report
+    records it (reports that bind it), and its ``report_digests`` equal to the report's digests."""
+    file = directory / RUNTIME_MANIFEST_FILENAME
+    if not file.is_file():
+        return []
+    try:
+        manifest = read_json_object(file, what="runtime manifest")
+    except InputError as exc:
+        return [str(exc)]
+    problems = []
+    recorded = (report.get("sidecars") or {}).get(RUNTIME_MANIFEST_FILENAME)
+    if recorded is not None and runtime_manifest_digest(manifest) != recorded:
+        problems.append(f"{RUNTIME_MANIFEST_FILENAME} is not the runtime manifest this report records")
+    if manifest.get("report_digests") != report["digests"]:
+        problems.append(f"{RUNTIME_MANIFEST_FILENAME} was written for another report (its report_digests differ)")
+    return problems
+
+
+def _timing_and_markdown(report: Mapping[str, Any], directory: Path) -> list[str]:
+    problems = []
+    timing = directory / TIMING_FILENAME
+    recorded = (report.get("sidecars") or {}).get(TIMING_FILENAME)
+    if recorded is not None and timing.is_file() and prefixed(file_sha256(timing)) != recorded:
+        problems.append(f"{TIMING_FILENAME} differs from the sha256 the report records")
+    markdown = directory / MARKDOWN_FILENAME
+    if markdown.is_file() and str(report["digests"]["report"]) not in markdown.read_text("utf-8", errors="replace"):
+        problems.append(f"{MARKDOWN_FILENAME} was rendered from another report")
+    return problems
+
+
+def _sidecars(report: Mapping[str, Any], directory: Path) -> list[str]:
+    """Every file beside the report that belongs to its set must be this report's."""
+    return [
+        *_probe_sidecar(report, directory),
+        *_runtime_manifest(report, directory),
+        *_timing_and_markdown(report, directory),
+    ]
 
 
 def verify_report(
