@@ -34,7 +34,7 @@ def test_unwritable_locations_are_one_line_output_errors(tmp_path: Path) -> None
     assert "\n" not in str(caught.value)
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    with pytest.raises(OutputError, match="[Nn]ot a directory"):
+    with pytest.raises(OutputError, match=r"[Nn]ot a directory"):
         check_output_location(blocker / "out", what="--out")
     assert OutputError("x").exit_code == 2
 
