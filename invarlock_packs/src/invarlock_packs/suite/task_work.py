@@ -1,0 +1,160 @@
+"""What each task of a suite does, as library calls (the entry point the executor runs).
+
+``run_task(params)`` reads the run's state (configuration, models, scenarios) from
+``INVARLOCK_OUTPUT_DIR`` and performs one task:
+
+* ``SETUP_BASELINE``: obtain the checkpoint (tiny build, local directory or the HF cache), store it
+  under ``<slug>/models/baseline`` (``snapshot_copy`` / ``snapshot_symlink`` / ``save_pretrained``),
+  write ``model_profile.json`` and the one baseline report whose per-window losses every later
+  evaluation of this model reuses (:mod:`invarlock_packs.suite.baseline`);
+* ``CALIBRATION_RUN``: one seeded noop evaluation; ``GENERATE_PRESET``: the run-scoped preset
+  from those runs, or a copy of a reused one;
+* ``CREATE_EDIT`` / ``CREATE_EDITS_BATCH`` / ``CREATE_ERROR``: write subject checkpoints labelled
+  with their scenario; ``EVALUATE_EDIT`` / ``EVALUATE_ERROR``: the paired evaluation (a FAIL verdict
+  is a result, not a task failure); ``CLEANUP``: delete the subject checkpoint.
+
+Torch and transformers are imported inside the library calls only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from invarlock_core.atomic import atomic_write_bytes
+from invarlock_core.errors import InputError, UsageError
+from invarlock_core.scheduling import TaskType
+from invarlock_packs.suite.baseline import evaluation_request, setup_baseline
+from invarlock_packs.suite.config import SuiteConfig, read_config
+from invarlock_packs.suite.faults import inject_fault
+from invarlock_packs.suite.models import SuiteModel, read_models
+from invarlock_packs.suite.presets import calibration_run, generate_preset
+from invarlock_packs.suite.run_layout import RunLayout
+from invarlock_packs.suite.scenarios import Scenario, read_scenarios
+
+__all__ = ["TaskContext", "run_task"]
+
+
+@attrs.frozen
+class TaskContext:
+    """One task's view of the run."""
+
+    layout: RunLayout
+    config: SuiteConfig
+    model: SuiteModel
+    scenarios: tuple[Scenario, ...]
+    scenario: Scenario | None
+    run: int
+
+    @classmethod
+    def load(cls, out: Path, params: Mapping[str, Any]) -> TaskContext:
+        layout = RunLayout(out)
+        models = {m.slug: m for m in read_models(layout.models)}
+        slug = str(params["model"])
+        if slug not in models:
+            raise InputError(f"model {slug!r} is not in {layout.models}")
+        scenarios = read_scenarios(layout.scenarios)
+        wanted = params.get("scenario")
+        scenario = next((s for s in scenarios if s.id == wanted), None)
+        if wanted is not None and scenario is None:
+            raise InputError(f"scenario {wanted!r} is not in {layout.scenarios}")
+        return cls(
+            layout,
+            read_config(layout.config),
+            models[slug],
+            scenarios,
+            scenario,
+            int(params.get("run", 1)),
+        )
+
+    def need_scenario(self) -> Scenario:
+        if self.scenario is None:
+            raise UsageError("this task needs a scenario")
+        return self.scenario
+
+
+def _create_subject(ctx: TaskContext, scenario: Scenario) -> None:
+    from invarlock_core.editing import EditSpec
+    from invarlock_core.plugins import get_registries
+    from invarlock_edits.edit_command import apply_edit
+
+    spec = EditSpec.parse(scenario.edit_template)
+    apply_edit(
+        get_registries().edits.get(spec.name),
+        spec,
+        baseline=ctx.layout.baseline_model(ctx.model.slug),
+        out=ctx.layout.subject_model(ctx.model.slug, scenario.id, error=scenario.is_error),
+        seed=0,
+        overwrite=True,
+        tuned_params=ctx.layout.tuned_params if scenario.is_clean else None,
+        scenario_id=scenario.id,
+        category=scenario.category,
+    )
+
+
+def _create(ctx: TaskContext) -> None:
+    _create_subject(ctx, ctx.need_scenario())
+
+
+def _create_batch(ctx: TaskContext) -> None:
+    for scenario in ctx.scenarios:
+        done = ctx.layout.subject_model(ctx.model.slug, scenario.id, error=False)
+        if not scenario.is_error and not (done / "edit_metadata.json").is_file():
+            _create_subject(ctx, scenario)
+
+
+def _evaluate(ctx: TaskContext) -> None:
+    from invarlock_core.evaluation import evaluate
+
+    scenario = ctx.need_scenario()
+    slug, layout = ctx.model.slug, ctx.layout
+    request = evaluation_request(
+        ctx.config,
+        layout,
+        slug,
+        subject=layout.subject_model(slug, scenario.id, error=scenario.is_error),
+        out=layout.report_dir(slug, scenario.id, ctx.run, error=scenario.is_error),
+        preset=layout.preset(slug),
+    )
+    evaluate(request)  # a FAIL verdict is this scenario's result, not a failed task
+    # The pack pairs each report with the subject's labels (scenario, category, artifact class).
+    metadata = request.subject / "edit_metadata.json"
+    if metadata.is_file():
+        atomic_write_bytes(request.out / "edit_metadata.json", metadata.read_bytes())
+
+
+def _cleanup(ctx: TaskContext) -> None:
+    if not ctx.config.cleanup_models:
+        return
+    scenario = ctx.need_scenario()
+    target = ctx.layout.subject_model(ctx.model.slug, scenario.id, error=scenario.is_error)
+    shutil.rmtree(target, ignore_errors=True)
+
+
+_HANDLERS: Mapping[TaskType, Callable[[TaskContext], None]] = {
+    TaskType.SETUP_BASELINE: lambda ctx: setup_baseline(ctx.config, ctx.layout, ctx.model),
+    TaskType.CALIBRATION_RUN: lambda ctx: calibration_run(
+        ctx.config, ctx.layout, ctx.model.slug, ctx.run
+    ),
+    TaskType.GENERATE_PRESET: lambda ctx: generate_preset(ctx.config, ctx.layout, ctx.model.slug),
+    TaskType.CREATE_EDIT: _create,
+    TaskType.CREATE_EDITS_BATCH: _create_batch,
+    TaskType.CREATE_ERROR: _create,
+    TaskType.EVALUATE_EDIT: _evaluate,
+    TaskType.EVALUATE_ERROR: _evaluate,
+    TaskType.CLEANUP: _cleanup,
+}
+
+
+def run_task(params: Mapping[str, Any]) -> int:
+    """Entry point of every suite task (``invarlock_core.scheduling.entry``); 0 on success."""
+    out = Path(os.environ.get("INVARLOCK_OUTPUT_DIR") or params.get("output_dir") or ".")
+    kind = TaskType(str(params["type"]))
+    inject_fault(kind)
+    _HANDLERS[kind](TaskContext.load(out, params))
+    return 0
