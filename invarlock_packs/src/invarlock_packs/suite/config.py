@@ -82,6 +82,8 @@ class SuiteConfig:
     require_pass: bool = False
     release_review: bool = False
     trust_remote_code: bool = False
+    warm_start: bool = True
+    """Start tasks as forks of their warm worker (imports done once per worker)."""
 
 
 ENV_NAMES: Final[Mapping[str, str]] = {
@@ -115,6 +117,7 @@ ENV_NAMES: Final[Mapping[str, str]] = {
     "require_pass": "PACK_REQUIRE_PASS",
     "release_review": "PACK_RELEASE_REVIEW",
     "trust_remote_code": "INVARLOCK_ALLOW_REMOTE_CODE",
+    "warm_start": "PACK_WARM_START",
 }
 """Field -> environment variable (the seeds' names)."""
 

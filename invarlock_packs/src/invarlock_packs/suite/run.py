@@ -23,6 +23,7 @@ import attrs
 
 from invarlock_core.errors import EXIT_FAIL, EXIT_INTERNAL, EXIT_OK, UsageError
 from invarlock_core.scheduling import (
+    Device,
     MemoryPlanner,
     ModelProfile,
     RunSummary,
@@ -31,6 +32,7 @@ from invarlock_core.scheduling import (
     discover_devices,
     run_graph,
 )
+from invarlock_core.scheduling.warm_start import PRELOAD_ENV, WARM_ENV
 from invarlock_packs.suite.analysis import write_optimization_summary
 from invarlock_packs.suite.config import SuiteConfig, read_config, resolve_config, write_config
 from invarlock_packs.suite.graph import build_run_graph
@@ -65,6 +67,23 @@ __all__ = ["SuiteResult", "run_suite"]
 
 _FAST_IDLE_SLEEP: Final = 0.25
 """Idle poll of workers when ``WORKER_IDLE_SLEEP`` is not set (SQLite polls are cheap)."""
+_PRELOAD: Final = (
+    "torch",
+    "transformers",
+    "safetensors.torch",
+    # What a model's first from_pretrained imports (seconds of torch.distributed, dynamo, ...).
+    "transformers.modeling_utils",
+    "transformers.models.auto.modeling_auto",
+    "transformers.masking_utils",
+    "transformers.activations",
+    "transformers.integrations.hub_kernels",
+    "transformers.generation",
+    "invarlock_core.evaluation",
+    "invarlock_edits.edit_command",
+    "invarlock_guards.calibration",
+    "invarlock_packs.suite.task_work",
+)
+"""What a warm worker imports once (the start-up every task would otherwise pay)."""
 _DETERMINISM_ENV: Final[Mapping[str, Mapping[str, str]]] = {
     "throughput": {"NVIDIA_TF32_OVERRIDE": "1", "CUDNN_BENCHMARK": "1"},
     "strict": {
@@ -120,10 +139,17 @@ def _profiles(
     return result
 
 
-def _task_env(config: SuiteConfig, layout: RunLayout, env: Mapping[str, str]) -> dict[str, str]:
+def _task_env(
+    config: SuiteConfig, layout: RunLayout, env: Mapping[str, str], devices: Sequence[Device]
+) -> dict[str, str]:
     extra = dict(_DETERMINISM_ENV[config.determinism])
+    if devices and all(d.kind == "cpu" for d in devices) and not env.get("OMP_NUM_THREADS"):
+        # CPU slots share the cores: one slot's task must not spread over all of them.
+        extra["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(devices)))
     extra.update(hf_environment(layout, env, net=config.net))
     extra["TOKENIZERS_PARALLELISM"] = "false"
+    if config.warm_start:
+        extra.update({WARM_ENV: "1", PRELOAD_ENV: ",".join(_PRELOAD)})
     return extra
 
 
@@ -139,7 +165,7 @@ def _graph(
     memory = knobs.gpu_memory_per_device_gb or min((d.total_gb for d in devices), default=80.0)
     planner = MemoryPlanner(knobs, device_memory_gb=memory or 80.0)
     graph = build_run_graph(config, layout, _profiles(models, layout), scenarios, planner)
-    extra = _task_env(config, layout, env)
+    extra = _task_env(config, layout, env, devices)
     tasks = []
     for task in graph.tasks:
         assert task.command is not None

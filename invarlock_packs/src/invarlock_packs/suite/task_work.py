@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from invarlock_core.atomic import atomic_write_bytes
+from invarlock_core.atomic import atomic_write_bytes, atomic_write_json
 from invarlock_core.errors import InputError, UsageError
 from invarlock_core.scheduling import TaskType
 from invarlock_packs.suite.baseline import evaluation_request, setup_baseline
@@ -151,10 +153,35 @@ _HANDLERS: Mapping[TaskType, Callable[[TaskContext], None]] = {
 }
 
 
+def _limit_threads() -> None:
+    """Honour ``OMP_NUM_THREADS`` in a warm-started task too (torch read it before the fork)."""
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    torch = sys.modules.get("torch")
+    if threads.isdigit() and int(threads) > 0 and torch is not None:
+        torch.set_num_threads(int(threads))
+
+
+def _record_seconds(out: Path, seconds: float) -> None:
+    """``logs/task_seconds/<task id>.json``: the task's in-process compute time (for benchmarks)."""
+    task_id = os.environ.get("INVARLOCK_TASK_ID")
+    if task_id:
+        atomic_write_json(
+            out / "logs" / "task_seconds" / f"{task_id}.json",
+            {
+                "task": task_id,
+                "seconds": seconds,
+                "attempt": os.environ.get("INVARLOCK_TASK_ATTEMPT"),
+            },
+        )
+
+
 def run_task(params: Mapping[str, Any]) -> int:
     """Entry point of every suite task (``invarlock_core.scheduling.entry``); 0 on success."""
     out = Path(os.environ.get("INVARLOCK_OUTPUT_DIR") or params.get("output_dir") or ".")
     kind = TaskType(str(params["type"]))
     inject_fault(kind)
+    _limit_threads()
+    started = time.perf_counter()
     _HANDLERS[kind](TaskContext.load(out, params))
+    _record_seconds(out, time.perf_counter() - started)
     return 0
