@@ -30,6 +30,7 @@ __all__ = [
     "SuiteModel",
     "apply_slot_overrides",
     "read_models",
+    "slug_for",
     "suite_models",
     "write_models",
 ]
