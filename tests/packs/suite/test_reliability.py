@@ -40,7 +40,9 @@ def command(out: Path, *extra: str) -> list[str]:
     return [*base, "--suite", "tiny", "--model", "tiny:gpt2", "--scenario-ids", SCENARIOS, *extra]
 
 
-def run(out: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    out: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         command(out, *extra),
         capture_output=True,
@@ -145,6 +147,10 @@ def test_a_permanent_failure_is_not_retried_and_fails_the_verdict(tmp_path: Path
     result = run(out, "--no-pack", env={"INVARLOCK_SUITE_FAULTS": f"{task}=permanent"})
     assert result.returncode == 1, result.stderr[-3000:]
     seen = records(out)
-    assert (seen[task].state, seen[task].attempts, seen[task].failure_class) == ("failed", 1, "permanent")
+    assert (seen[task].state, seen[task].attempts, seen[task].failure_class) == (
+        "failed",
+        1,
+        "permanent",
+    )
     assert json.loads((out / "reports" / "final_verdict.json").read_text())["verdict"] == "FAIL"
     assert not (out / "evidence_pack").exists()
