@@ -148,7 +148,8 @@ def _task_env(
         extra["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(devices)))
     extra.update(hf_environment(layout, env, net=config.net))
     extra["TOKENIZERS_PARALLELISM"] = "false"
-    if config.warm_start:
+    if config.warm_start and config.executor == "local":
+        # Only local workers are forked: a Ray worker process is threaded and not ours to fork.
         extra.update({WARM_ENV: "1", PRELOAD_ENV: ",".join(_PRELOAD)})
     return extra
 
