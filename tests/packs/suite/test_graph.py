@@ -99,3 +99,15 @@ def test_task_ids_are_unique_across_models(tmp_path: Path) -> None:
     built = graph(tmp_path)
     assert len({t.id for t in built}) == len(built)
     assert attrs.has(type(built.tasks[0]))
+
+
+def test_repeats_add_evaluations_of_the_first_edit_outside_the_reports(tmp_path: Path) -> None:
+    built = graph(tmp_path, ("prune_clean", "prune_50_stress", "nan_injection"), repeats=2)
+    repeats = [t for t in built if ".repeat_" in t.id and t.model == "tiny-gpt2"]
+    assert [t.id for t in repeats] == [
+        "tiny-gpt2.EVALUATE_EDIT.prune_clean.repeat_1",
+        "tiny-gpt2.EVALUATE_EDIT.prune_clean.repeat_2",
+    ]
+    assert repeats[0].outputs == ("tiny-gpt2/repeats/prune_clean/repeat_1/evaluation.report.json",)
+    cleanup = built["tiny-gpt2.CLEANUP.prune_clean"]
+    assert set(cleanup.deps) >= {t.id for t in repeats}  # the subject outlives its repeats

@@ -1,4 +1,4 @@
-"""``analysis/evaluation_optimization_summary.json``: evaluation telemetry of a run (R-03).
+"""``analysis/``: evaluation telemetry of a run (R-03) and the determinism-repeats summary (S-23).
 
 Every run writes it. It counts the ``evaluate_timing.json`` files found under the models' report
 directories, how many evaluations reused the baseline report instead of scoring the baseline again,
@@ -8,6 +8,7 @@ guards). It is scheduling and regression telemetry, not a throughput claim.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -16,15 +17,23 @@ from invarlock_core.atomic import atomic_write_json
 from invarlock_core.json_files import read_json
 from invarlock_packs.suite.run_layout import RunLayout
 
-__all__ = ["SUMMARY_NAME", "timing_files", "write_optimization_summary"]
+__all__ = [
+    "REPEATS_NAME",
+    "SUMMARY_NAME",
+    "timing_files",
+    "write_determinism_repeats",
+    "write_optimization_summary",
+]
 
 SUMMARY_NAME: Final = "evaluation_optimization_summary.json"
+REPEATS_NAME: Final = "determinism_repeats.json"
 _TIMING: Final = "evaluate_timing.json"
 
 
 def timing_files(layout: RunLayout, slugs: list[str]) -> Iterator[Path]:
     for slug in slugs:
-        yield from sorted((layout.root / slug / "reports").rglob(_TIMING))
+        for part in ("reports", "repeats"):
+            yield from sorted((layout.root / slug / part).rglob(_TIMING))
 
 
 def _add(totals: dict[str, float], prefix: str, timings: Mapping[str, Any]) -> None:
@@ -53,3 +62,39 @@ def write_optimization_summary(layout: RunLayout, slugs: list[str]) -> Path:
         "note": "telemetry of this run's evaluations; not a throughput claim",
     }
     return atomic_write_json(layout.analysis / SUMMARY_NAME, summary)
+
+
+def _ratio(path: Path) -> tuple[str, float | None]:
+    report = dict(read_json(path, what="evaluation report"))
+    ratio = report.get("primary_metric", {}).get("ratio")
+    return str(report.get("verdict")), float(ratio) if isinstance(ratio, int | float) else None
+
+
+def write_determinism_repeats(layout: RunLayout, slugs: list[str], scenario: str) -> Path:
+    """``analysis/determinism_repeats.json``: run 1 of ``scenario`` and its repeats, with their drift.
+
+    ``max_abs_log_ratio_drift`` is the largest ``|ln r_k - ln r_1|`` over the repeats (0 on a
+    deterministic device); ``identical`` says every repeat reproduced run 1's ratio and verdict.
+    """
+    models = []
+    for slug in slugs:
+        reference = layout.report_dir(slug, scenario, 1, error=False) / "evaluation.report.json"
+        repeats = sorted(
+            (layout.root / slug / "repeats" / scenario).glob("repeat_*/evaluation.report.json")
+        )
+        if not reference.is_file() or not repeats:
+            continue
+        runs = [_ratio(reference), *(_ratio(p) for p in repeats)]
+        logs = [math.log(r) for _, r in runs if r is not None and r > 0]
+        drift = max((abs(x - logs[0]) for x in logs), default=0.0) if logs else None
+        models.append(
+            {
+                "model": slug,
+                "scenario": scenario,
+                "runs": [{"verdict": v, "ratio": r} for v, r in runs],
+                "max_abs_log_ratio_drift": drift,
+                "identical": len(set(runs)) == 1,
+            }
+        )
+    document = {"format": "invarlock-determinism-repeats-v1", "models": models}
+    return atomic_write_json(layout.analysis / REPEATS_NAME, document)

@@ -9,7 +9,7 @@ Per model (task ids are ``<slug>.<TYPE>[.<scenario>][.run_<n>]``)::
 
 A reused preset (``PACK_CALIBRATION_PRESET_DIR`` / ``_FILE``) drops the calibration runs; the
 preset task then copies it into ``OUT/presets/``. ``--calibrate-only`` keeps only the first three
-task types. Every task runs :func:`invarlock_packs.suite.task_work.run_task` with a small
+task types; ``--repeats N`` adds N evaluations of the first edit scenario (``<slug>/repeats/``). Every task runs :func:`invarlock_packs.suite.task_work.run_task` with a small
 parameter mapping; everything else it needs is in ``OUT/state/``. Each task declares its output
 file, so a resumed run completes tasks whose outputs exist without running them again.
 """
@@ -67,14 +67,23 @@ class _ModelGraph:
         *,
         scenario: str = "",
         run: int = 0,
+        repeat: int = 0,
         count: int = 1,
     ) -> str:
-        suffix = "".join((f".{scenario}" if scenario else "", f".run_{run}" if run else ""))
+        suffix = "".join(
+            (
+                f".{scenario}" if scenario else "",
+                f".run_{run}" if run else "",
+                f".repeat_{repeat}" if repeat else "",
+            )
+        )
         params: dict[str, str | int] = {"type": kind.value, "model": self.model.slug}
         if scenario:
             params["scenario"] = scenario
         if run:
             params["run"] = run
+        if repeat:
+            params["repeat"] = repeat
         task = Task(
             id=f"{self.model.slug}.{kind.value}{suffix}",
             type=kind,
@@ -115,6 +124,23 @@ def _calibration(graph: _ModelGraph, config: SuiteConfig, setup: str) -> str:
     return graph.add(TaskType.GENERATE_PRESET, runs or [setup], graph.relative(layout.preset(slug)))
 
 
+def _repeats(
+    graph: _ModelGraph, config: SuiteConfig, scenario: Scenario, deps: list[str]
+) -> list[str]:
+    """``--repeats N``: N more evaluations of the first edit scenario, outside the verdict's reports."""
+    slug, layout = graph.model.slug, graph.layout
+    return [
+        graph.add(
+            TaskType.EVALUATE_EDIT,
+            deps,
+            graph.relative(layout.repeat_dir(slug, scenario.id, k) / _REPORT),
+            scenario=scenario.id,
+            repeat=k,
+        )
+        for k in range(1, config.repeats + 1)
+    ]
+
+
 def _model_tasks(
     graph: _ModelGraph, config: SuiteConfig, scenarios: Sequence[Scenario]
 ) -> list[Task]:
@@ -148,6 +174,8 @@ def _model_tasks(
             )
             for run in range(1, scenario.runs + 1)
         ]
+        if edits and scenario is edits[0]:
+            evaluations += _repeats(graph, config, scenario, [creators[scenario.id], preset])
         if config.cleanup_models:
             graph.add(TaskType.CLEANUP, evaluations, None, scenario=scenario.id)
     return graph.tasks

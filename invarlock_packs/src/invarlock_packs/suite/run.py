@@ -33,7 +33,7 @@ from invarlock_core.scheduling import (
     run_graph,
 )
 from invarlock_core.scheduling.warm_start import PRELOAD_ENV, WARM_ENV
-from invarlock_packs.suite.analysis import write_optimization_summary
+from invarlock_packs.suite.analysis import write_determinism_repeats, write_optimization_summary
 from invarlock_packs.suite.config import SuiteConfig, read_config, resolve_config, write_config
 from invarlock_packs.suite.graph import build_run_graph
 from invarlock_packs.suite.model_sources import hf_environment
@@ -265,7 +265,11 @@ def _finish(
     tasks = dict(summary.states)
     if summary.stopped:
         return SuiteResult(layout.root, EXIT_INTERNAL, None, tasks, problems=(summary.reason,))
-    write_optimization_summary(layout, [m.slug for m in models])
+    slugs = [m.slug for m in models]
+    write_optimization_summary(layout, slugs)
+    repeated = next((s for s in scenarios if not s.is_error), None)
+    if config.repeats and repeated is not None:
+        write_determinism_repeats(layout, slugs, repeated.id)
     verdict, outputs = _verdict(layout, config)
     code = EXIT_OK if verdict == "PASS" else EXIT_FAIL
     if not config.pack:

@@ -10,9 +10,10 @@
       presets/    calibrated_preset_<slug>.{toml,json} (run-scoped)
       keys/       signing key generated for this run (mode 0600) when none was given
       reports/    final_verdict.{txt,json} and the verdict sidecars
-      analysis/   evaluation_optimization_summary.json, determinism_repeats.json
+      analysis/   evaluation_optimization_summary.json, determinism_repeats.json (--repeats)
       <slug>/models/baseline, <slug>/models/<scenario>, <slug>/models/error_<scenario>
       <slug>/reports/baseline, calibration/run_<n>, <scenario>/run_<n>, errors/<scenario>
+      <slug>/repeats/<scenario>/repeat_<k>   (--repeats N: not part of the verdict)
       evidence_pack/   the signed pack (unless --no-pack)
 """
 
@@ -100,6 +101,9 @@ class RunLayout:
 
     def calibration_dir(self, slug: str, run: int) -> Path:
         return self.root / slug / "reports" / "calibration" / f"run_{run}"
+
+    def repeat_dir(self, slug: str, scenario: str, repeat: int) -> Path:
+        return self.root / slug / "repeats" / scenario / f"repeat_{repeat}"
 
     def report_dir(self, slug: str, scenario: str, run: int, *, error: bool) -> Path:
         if error:

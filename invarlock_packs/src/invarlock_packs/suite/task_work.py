@@ -52,6 +52,7 @@ class TaskContext:
     scenarios: tuple[Scenario, ...]
     scenario: Scenario | None
     run: int
+    repeat: int = 0
 
     @classmethod
     def load(cls, out: Path, params: Mapping[str, Any]) -> TaskContext:
@@ -72,6 +73,7 @@ class TaskContext:
             scenarios,
             scenario,
             int(params.get("run", 1)),
+            int(params.get("repeat", 0)),
         )
 
     def need_scenario(self) -> Scenario:
@@ -120,7 +122,9 @@ def _evaluate(ctx: TaskContext) -> None:
         layout,
         slug,
         subject=layout.subject_model(slug, scenario.id, error=scenario.is_error),
-        out=layout.report_dir(slug, scenario.id, ctx.run, error=scenario.is_error),
+        out=layout.repeat_dir(slug, scenario.id, ctx.repeat)
+        if ctx.repeat
+        else layout.report_dir(slug, scenario.id, ctx.run, error=scenario.is_error),
         preset=layout.preset(slug),
     )
     evaluate(request)  # a FAIL verdict is this scenario's result, not a failed task
