@@ -71,3 +71,42 @@ def test_calibrate_only_then_run_only_with_repeats_and_strict_determinism(tmp_pa
     summary = json.loads((out / "analysis" / "evaluation_optimization_summary.json").read_text())
     # the baseline report and one calibration run score the baseline; every subject reuses it
     assert summary["baseline_report_reuse"] == {"reused": 5, "scored": 2}
+
+
+@pytest.mark.slow
+def test_batch_edits_symlinked_baseline_and_kept_subjects(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "invarlock_core.cli", "pack", "run", "--suite", "tiny",
+            "--model", "tiny:llama", "--out", str(out), "--no-pack",
+            "--scenario-ids", "quant_4bit_clean,prune_50_stress,weight_tying_break",
+        ],
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            **SMALL,
+            "PACK_USE_BATCH_EDITS": "true",
+            "PACK_CLEANUP_MODELS": "0",
+            "PACK_BASELINE_STORAGE_MODE": "snapshot_symlink",
+        },
+        timeout=600,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode in (0, 1), result.stderr[-3000:]
+    with TaskQueue(out) as queue:
+        types = [r.type for r in queue.records()]
+    assert types.count(TaskType.CREATE_EDITS_BATCH) == 1
+    assert TaskType.CLEANUP not in types
+    baseline = out / "tiny-llama" / "models" / "baseline"
+    assert (baseline / "config.json").is_symlink()
+    for subject in ("quant_4bit_clean", "prune_50_stress", "error_weight_tying_break"):
+        meta = json.loads(
+            (out / "tiny-llama" / "models" / subject / "edit_metadata.json").read_text()
+        )
+        assert meta["scenario_id"] == subject.removeprefix("error_")
+    verdict = json.loads((out / "reports" / "final_verdict.json").read_text())
+    assert verdict["criteria"]["clean_all_pass"] is True
+    assert verdict["criteria"]["stress_required_fail"] is True
+    assert verdict["criteria"]["error_injection_detected"] is True

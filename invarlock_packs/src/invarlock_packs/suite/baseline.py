@@ -23,7 +23,13 @@ from invarlock_packs.suite.model_sources import resolve_checkpoint
 from invarlock_packs.suite.models import SuiteModel
 from invarlock_packs.suite.run_layout import RunLayout
 
-__all__ = ["BASELINE_SEED", "evaluation_request", "setup_baseline", "window_settings"]
+__all__ = [
+    "BASELINE_SEED",
+    "evaluation_request",
+    "setup_baseline",
+    "store_checkpoint",
+    "window_settings",
+]
 
 BASELINE_SEED = 0
 """The window seed shared by the baseline report and every subject evaluation (so windows match)."""
@@ -81,7 +87,10 @@ def evaluation_request(
     )
 
 
-def _store(source: Path, target: Path, mode: str, trust_remote_code: bool) -> None:
+def store_checkpoint(
+    source: Path, target: Path, mode: str, *, trust_remote_code: bool = False
+) -> None:
+    """Store ``source`` at ``target`` (staged, then swapped in) the way ``mode`` says."""
     with staged_directory(target, overwrite=True) as stage:
         if mode == "snapshot_symlink":
             for item in sorted(source.iterdir()):
@@ -112,7 +121,9 @@ def setup_baseline(config: SuiteConfig, layout: RunLayout, model: SuiteModel) ->
 
     source = resolve_checkpoint(model, layout, net=config.net)
     stored = layout.baseline_model(model.slug)
-    _store(source, stored, config.baseline_storage_mode, config.trust_remote_code)
+    store_checkpoint(
+        source, stored, config.baseline_storage_mode, trust_remote_code=config.trust_remote_code
+    )
     _write_profile(layout, model.slug, stored)
     request = evaluation_request(
         config,
