@@ -1,7 +1,8 @@
 """``export_pack_html``: render the HTML page for an existing pack, with its verification status.
 
-The pack is verified first (signature and integrity; nested report verification off, since the
-page only displays what reports say) and the outcome is shown in a banner at the top.
+The pack is verified first (signature, integrity and the final verdict recomputed from the
+reports; nested report verification off, since the page only displays what reports say) and the
+outcome is shown in a banner at the top. The criteria shown are the recorded ones.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def pack_view(pack_dir: str | Path) -> PackView:
         banner = f"NOT VERIFIED (exit {outcome.exit_code}): " + "; ".join(outcome.problems[:3])
     counts = verdict.get("counts")
     failed = verdict.get("failed_requirements")
+    criteria = verdict.get("criteria")
     return PackView(
         title=f"Evidence pack {root.resolve().name}",
         verdict=str(verdict.get("verdict", inspection.verdict or "UNKNOWN")),
@@ -76,6 +78,9 @@ def pack_view(pack_dir: str | Path) -> PackView:
         else (),
         banner=banner,
         banner_ok=outcome.ok,
+        criteria=tuple((str(k), v) for k, v in sorted(criteria.items()) if isinstance(v, bool))
+        if isinstance(criteria, Mapping)
+        else (),
     )
 
 

@@ -1,5 +1,8 @@
-"""One self-contained, offline HTML page for a pack: verdict, model x scenario table, guard charts.
+"""One self-contained, offline HTML page for a pack: what a reviewer wants at a glance.
 
+Top to bottom: the final verdict and each of its criteria, a model x scenario matrix of the
+expected against the observed outcome, a forest plot of every perplexity ratio with its CI against
+the acceptance bound, a guard x scenario heatmap, the report table and per-guard charts.
 No scripts, no external resources: inline CSS and SVG only, and a Content-Security-Policy that
 forbids loading anything. Every value from a pack is HTML-escaped.
 """
@@ -12,7 +15,15 @@ from html import escape
 
 import attrs
 
+from invarlock_packs.html_charts import forest_plot, guard_heatmap
 from invarlock_packs.nested_reports import GuardSummary, ReportSummary
+from invarlock_packs.verdict_rules import (
+    EXPECTED_VERDICT,
+    INFORMATIONAL_KINDS,
+    RunObservation,
+    ScenarioRule,
+    decide,
+)
 
 __all__ = ["PackView", "render_pack_html"]
 
@@ -27,6 +38,8 @@ th{background:#f6f8fa}td.PASS{background:#dafbe1;color:#1a7f37;font-weight:600}
 td.FAIL{background:#ffebe9;color:#cf222e;font-weight:600}code{font-size:.85rem}
 .meta td:first-child{font-weight:600}.chart{margin:.5rem 0 1.5rem}.banner{padding:.6rem;border-radius:6px;margin:1rem 0}
 .banner.ok{background:#dafbe1}.banner.bad{background:#ffebe9}
+td.ok{background:#dafbe1}td.bad{background:#ffebe9;font-weight:600}td.info{background:#fff8c5}
+td small,th small{color:#57606a;font-weight:400}
 """
 
 
@@ -44,32 +57,87 @@ class PackView:
     counts: tuple[tuple[str, str], ...] = ()
     banner: str | None = None
     banner_ok: bool = True
+    criteria: tuple[tuple[str, bool], ...] = ()
+    """The recorded criteria; empty: recomputed from the reports' categories for the page."""
 
 
-def _cell_class(verdicts: Sequence[str]) -> str:
-    if verdicts and all(v == "PASS" for v in verdicts):
-        return "PASS"
-    return "FAIL" if any(v == "FAIL" for v in verdicts) else ""
+def _observed(verdicts: Sequence[str]) -> str:
+    if not verdicts:
+        return "–"
+    return ", ".join(f"{v} ×{verdicts.count(v)}" for v in sorted(set(verdicts)))
+
+
+def _judged(category: str, verdicts: Sequence[str]) -> tuple[str, str]:
+    """(expected text, cell class): ok / bad / info (informational miss) / '' (unclassified)."""
+    expected = EXPECTED_VERDICT.get(category)
+    if expected is None or not verdicts:
+        return "–", ""
+    met = all(v == expected for v in verdicts)
+    if category in INFORMATIONAL_KINDS:
+        return f"{expected} (informational)", "ok" if met else "info"
+    return expected, "ok" if met else "bad"
 
 
 def _matrix(reports: Sequence[ReportSummary]) -> str:
     models = sorted({r.model for r in reports})
     scenarios = sorted({r.edit for r in reports})
     cells: dict[tuple[str, str], list[str]] = defaultdict(list)
+    categories: dict[str, str] = {}
     for r in reports:
         cells[(r.model, r.edit)].append(r.verdict)
-    head = "".join(f"<th>{escape(s)}</th>" for s in scenarios)
+        categories[r.edit] = r.category
+    head = "".join(
+        f"<th>{escape(s)}<br><small>{escape(categories[s])}</small></th>" for s in scenarios
+    )
     rows = []
     for model in models:
         tds = []
         for scenario in scenarios:
             verdicts = cells.get((model, scenario), [])
-            text = ", ".join(f"{v} ×{verdicts.count(v)}" for v in sorted(set(verdicts))) or "–"
-            tds.append(f'<td class="{_cell_class(verdicts)}">{escape(text)}</td>')
+            expected, css = _judged(categories[scenario], verdicts)
+            tds.append(
+                f'<td class="{css}"><small>expected {escape(expected)}</small><br>'
+                f"{escape(_observed(verdicts))}</td>"
+            )
         rows.append(f"<tr><th>{escape(model)}</th>{''.join(tds)}</tr>")
     return (
+        "<p>Each cell: the outcome the scenario's kind expects, then the observed report "
+        "verdicts. Green: as expected; red: a gating expectation missed; yellow: an "
+        "informational scenario that was not flagged.</p>"
         f'<table id="matrix"><thead><tr><th>model \\ scenario</th>{head}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _derived_criteria(reports: Sequence[ReportSummary]) -> tuple[tuple[str, bool], ...]:
+    """Criteria recomputed from the reports' categories (when the verdict records none)."""
+    rules = [
+        ScenarioRule(id=edit, kind=category, runs=None)
+        for edit, category in sorted({(r.edit, r.category) for r in reports})
+    ]
+    observations = [
+        RunObservation(r.model, r.edit, f"{r.model}/{r.edit}/{r.run}", r.verdict, r.category)
+        for r in reports
+    ]
+    models = sorted({r.model for r in reports})
+    criteria = decide(rules, observations, models).criteria
+    return tuple(
+        (name, value) for name, value in attrs.asdict(criteria).items() if isinstance(value, bool)
+    )
+
+
+def _criteria(view: PackView) -> str:
+    criteria = view.criteria or _derived_criteria(view.reports)
+    source = "" if view.criteria else " (recomputed from the bundled reports for this page)"
+    rows = "".join(
+        f'<tr><td>{escape(name)}</td><td class="{"PASS" if ok else "FAIL"}">'
+        f"{'holds' if ok else 'FAILS'}</td></tr>"
+        for name, ok in criteria
+    )
+    return (
+        f"<h2>Criteria{escape(source)}</h2>"
+        f'<table id="criteria"><thead><tr><th>criterion</th><th>outcome</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
     )
 
 
@@ -134,6 +202,12 @@ def _charts(reports: Sequence[ReportSummary]) -> str:
     return legend + "".join(_guard_chart(name, by_guard[name]) for name in sorted(by_guard))
 
 
+def _rows(pairs: Sequence[tuple[str, str]]) -> str:
+    return "".join(
+        f"<tr><td>{escape(k)}</td><td><code>{escape(v)}</code></td></tr>" for k, v in pairs
+    )
+
+
 def render_pack_html(view: PackView) -> str:
     """The complete HTML document for ``view``."""
     verdict = view.verdict if view.verdict in {"PASS", "FAIL"} else "UNKNOWN"
@@ -143,10 +217,7 @@ def render_pack_html(view: PackView) -> str:
         ("built", view.created_at or "–"),
         ("reports", str(len(view.reports))),
     ]
-    meta.extend(view.counts)
-    meta_rows = "".join(
-        f"<tr><td>{escape(k)}</td><td><code>{escape(v)}</code></td></tr>" for k, v in meta
-    )
+    meta_rows = _rows(meta)
     failed = "".join(f"<li>{escape(f)}</li>" for f in view.failed_requirements)
     banner = (
         f'<div class="banner {"ok" if view.banner_ok else "bad"}" id="banner">{escape(view.banner)}</div>'
@@ -161,8 +232,12 @@ def render_pack_html(view: PackView) -> str:
 <body><h1>{escape(view.title)}</h1>
 <p>Final verdict: <span class="verdict {verdict}" id="verdict">{verdict}</span></p>{banner}
 <table class="meta">{meta_rows}</table>
+{_criteria(view)}
 {f"<h2>Failed requirements</h2><ul id='failed'>{failed}</ul>" if failed else ""}
-<h2>Models and scenarios</h2>{_matrix(view.reports)}
+<h2>Models and scenarios: expected and observed</h2>{_matrix(view.reports)}
+<h2>Perplexity ratios against the acceptance bound</h2>{forest_plot(view.reports)}
+<h2>Guard x scenario</h2>{guard_heatmap(view.reports)}
+{f'<h2>Counts</h2><table class="meta" id="counts">{_rows(view.counts)}</table>' if view.counts else ""}
 <h2>Reports</h2>{_details(view.reports)}
 <h2>Guards</h2>{_charts(view.reports)}
 <p><small>Check this pack offline: <code>invarlock pack verify &lt;pack&gt; --strict --expected-fingerprint &lt;signer&gt;</code></small></p>

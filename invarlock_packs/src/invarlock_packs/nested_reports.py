@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 
 from invarlock_core.errors import InvarlockError
+from invarlock_packs.verdict_rules import acceptance_bound
 
 __all__ = [
     "GuardSummary",
@@ -147,6 +148,8 @@ class ReportSummary:
     ci_low: float | None
     ci_high: float | None
     guards: tuple[GuardSummary, ...]
+    bound: float | None = None
+    """The acceptance bound (upper end plus tolerance) the ratio was gated against."""
 
 
 def _guards(report: Mapping[str, Any]) -> tuple[GuardSummary, ...]:
@@ -209,4 +212,5 @@ def summarize_report(
         ci_low=_number(ci_pair[0]),
         ci_high=_number(ci_pair[1]),
         guards=_guards(data),
+        bound=acceptance_bound(data),
     )

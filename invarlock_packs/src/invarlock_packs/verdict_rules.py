@@ -30,6 +30,7 @@ __all__ = [
     "ScenarioOutcome",
     "ScenarioRule",
     "VerdictCounts",
+    "acceptance_bound",
     "decide",
     "flagged_by",
     "observe_report",
@@ -150,7 +151,7 @@ def flagged_by(report: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def _bound(report: Mapping[str, Any]) -> float | None:
+def acceptance_bound(report: Mapping[str, Any]) -> float | None:
     """Upper acceptance bound plus tolerance, as the report's policy states them."""
     policy = report.get("policy")
     if not isinstance(policy, Mapping):
@@ -180,7 +181,7 @@ def observe_report(
         ratio=_number(metric_map.get("ratio")),
         ci_low=_number(low),
         ci_high=_number(high),
-        bound=_bound(report),
+        bound=acceptance_bound(report),
     )
 
 
@@ -329,6 +330,8 @@ class _Tally:
                     f"{run.where}: edit metadata category {run.category!r} is not the kind "
                     f"{rule.kind!r} of scenario {rule.id}"
                 )
+        if rule.kind not in EXPECTED_VERDICT:
+            return  # an unclassified scenario is not part of the verdict, present or not
         expected = rule.expected_runs
         missing = (expected - len(runs)) if expected is not None else (0 if runs else 1)
         if missing > 0:

@@ -13,7 +13,8 @@ Checks run in this order and each one is recorded, pass or fail:
    manifest reference matches; with ``strict`` also no file outside the checksums;
 5. reports (7): the core's report verifier accepts every bundled report; edit metadata agrees
    with ``metadata/scenarios.json``; with ``report_assurance="strict"`` every report has its
-   ``runtime.manifest.json``.
+   ``runtime.manifest.json``; the final verdict recomputed from the reports and
+   ``metadata/scenarios.json`` is the recorded one (:mod:`invarlock_packs.verdict_check`).
 
 The exit code is the lowest code among the failed checks (so 0 only when all pass).
 """
@@ -47,6 +48,7 @@ from invarlock_packs.safe_paths import (
 from invarlock_packs.scenario_consistency import edit_metadata_problems, scenarios_by_id
 from invarlock_packs.signing import check_signature_bundle, normalize_fingerprint
 from invarlock_packs.trust import default_trust_store_path, load_trust_store
+from invarlock_packs.verdict_check import recompute_pack_verdict
 
 __all__ = ["REPORT_ASSURANCE_MODES", "Check", "PackVerification", "ReportAssurance", "verify_pack"]
 
@@ -188,6 +190,8 @@ def verify_pack(
         hashes = _check_integrity(run, manifest_data)
         if hashes is not None:
             _check_reports(run, hashes)
+            verdict = recompute_pack_verdict(run.root, hashes, report_assurance=run.assurance)
+            run.add("reports.final_verdict", verdict.category, verdict.ok, verdict.detail)
     failed = [c.exit_code for c in run.checks if not c.ok and c.exit_code]
     level = manifest[1].get("evidence_level") if manifest is not None else None
     return PackVerification(

@@ -123,3 +123,35 @@ def edit_json(path: Path, change: Any) -> None:
     data = json.loads(path.read_text(encoding="utf-8"))
     change(data)
     write_json(path, data)
+
+
+def run_reports(run: Path) -> list[Any]:
+    """Every scenario report of a run, as ``build_pack`` inputs named the way the suite names them."""
+    from invarlock_packs import ReportInput
+
+    models = json.loads((run / "state/models.json").read_text())["models"]
+    return [
+        ReportInput(path=run / rel / "evaluation.report.json", model=m["slug"], run=Path(rel).name)
+        for m in models
+        for scenario in SCENARIOS
+        for rel in report_dirs(m["slug"], scenario)
+    ]
+
+
+def build_suite_pack(
+    run: Path, out: Path, key: Any, *, final_verdict: Path | None = None, **extra: Any
+) -> Path:
+    """Build and sign a pack of ``run`` (its verdict, sidecars, reports and scenario manifest)."""
+    from invarlock_packs import build_pack
+
+    reports_dir = run / "reports"
+    summaries = sorted(p for p in reports_dir.glob("*.json") if p.name != "final_verdict.json")
+    return build_pack(
+        out,
+        final_verdict=final_verdict or reports_dir / "final_verdict.json",
+        reports=run_reports(run),
+        signing_key=key.private_key_path,
+        metadata={"scenarios": run / "state/scenarios.json"},
+        summaries=summaries,
+        **extra,
+    ).path
