@@ -35,7 +35,7 @@ from invarlock_core.scheduling import (
 from invarlock_core.scheduling.warm_start import PRELOAD_ENV, WARM_ENV
 from invarlock_packs.suite.analysis import write_determinism_repeats, write_optimization_summary
 from invarlock_packs.suite.config import SuiteConfig, read_config, resolve_config, write_config
-from invarlock_packs.suite.graph import build_run_graph
+from invarlock_packs.suite.graph import ENTRY_POINT, build_run_graph
 from invarlock_packs.suite.model_sources import hf_environment
 from invarlock_packs.suite.models import (
     SuiteModel,
@@ -61,29 +61,13 @@ from invarlock_packs.suite.scenarios import (
     select_scenarios,
     write_scenarios,
 )
+from invarlock_packs.suite.task_work import WARM_IMPORTS
 from invarlock_packs.suite.tuned import load_tuned_defaults
 
 __all__ = ["SuiteResult", "run_suite"]
 
 _FAST_IDLE_SLEEP: Final = 0.25
 """Idle poll of workers when ``WORKER_IDLE_SLEEP`` is not set (SQLite polls are cheap)."""
-_PRELOAD: Final = (
-    "torch",
-    "transformers",
-    "safetensors.torch",
-    # What a model's first from_pretrained imports (seconds of torch.distributed, dynamo, ...).
-    "transformers.modeling_utils",
-    "transformers.models.auto.modeling_auto",
-    "transformers.masking_utils",
-    "transformers.activations",
-    "transformers.integrations.hub_kernels",
-    "transformers.generation",
-    "invarlock_core.evaluation",
-    "invarlock_edits.edit_command",
-    "invarlock_guards.calibration",
-    "invarlock_packs.suite.task_work",
-)
-"""What a warm worker imports once (the start-up every task would otherwise pay)."""
 _DETERMINISM_ENV: Final[Mapping[str, Mapping[str, str]]] = {
     "throughput": {"NVIDIA_TF32_OVERRIDE": "1", "CUDNN_BENCHMARK": "1"},
     "strict": {
@@ -150,7 +134,9 @@ def _task_env(
     extra["TOKENIZERS_PARALLELISM"] = "false"
     if config.warm_start and config.executor == "local":
         # Only local workers are forked: a Ray worker process is threaded and not ours to fork.
-        extra.update({WARM_ENV: "1", PRELOAD_ENV: ",".join(_PRELOAD)})
+        extra.update(
+            {WARM_ENV: "1", PRELOAD_ENV: ",".join((*WARM_IMPORTS, ENTRY_POINT.split(":")[0]))}
+        )
     return extra
 
 
