@@ -15,8 +15,9 @@ from html import escape
 from typing import Final
 
 from invarlock_packs.nested_reports import ReportSummary
+from invarlock_packs.verdict_rules import KINDS
 
-__all__ = ["forest_plot", "guard_heatmap"]
+__all__ = ["forest_plot", "guard_heatmap", "scenario_heading", "scenario_order"]
 
 _ROW: Final = 20
 _PLOT_W: Final = 460
@@ -26,6 +27,18 @@ _CHAR_PX: Final = 6.5  # ~6.5 px per character at 11 px
 _TICK_GAP: Final = 34
 _ROUND_TICKS: Final = (0.5, 0.8, 0.9, 0.95, 1.2, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 Scale = Callable[[float], float]
+
+
+def scenario_order(reports: Sequence[ReportSummary]) -> list[tuple[str, str]]:
+    """``(scenario, category)`` pairs, clean first, then by kind as the verdict lists them."""
+    pairs = {(r.edit, r.category) for r in reports}
+    rank = {kind: index for index, kind in enumerate(KINDS)}
+    return sorted(pairs, key=lambda p: (rank.get(p[1], len(KINDS)), p[0]))
+
+
+def scenario_heading(scenario: str, category: str) -> str:
+    """A row heading: the scenario and, beneath it, its category."""
+    return f"<th>{escape(scenario)}<br><small>{escape(category)}</small></th>"
 
 
 def _label(r: ReportSummary) -> str:
@@ -154,29 +167,25 @@ def _cell(flagged: int, runs: int) -> str:
 
 
 def guard_heatmap(reports: Sequence[ReportSummary]) -> str:
-    """Guards (rows) x scenarios (columns): how many of the scenario's reports each guard failed."""
-    scenarios = sorted({r.edit for r in reports})
+    """Scenarios (rows) x guards (columns): how many of the scenario's reports each guard failed."""
     guards = sorted({g.name for r in reports for g in r.guards})
     if not guards:
         return "<p>No guard results in the bundled reports.</p>"
     runs: dict[str, int] = defaultdict(int)
     flagged: dict[tuple[str, str], int] = defaultdict(int)
-    categories: dict[str, str] = {}
     for r in reports:
         runs[r.edit] += 1
-        categories[r.edit] = r.category
         for g in r.guards:
             flagged[(g.name, r.edit)] += int(g.status == "fail")
-    head = "".join(
-        f"<th>{escape(s)}<br><small>{escape(categories[s])}</small></th>" for s in scenarios
-    )
+    head = "".join(f"<th>{escape(g)}</th>" for g in guards)
     rows = "".join(
-        f"<tr><th>{escape(g)}</th>{''.join(_cell(flagged[(g, s)], runs[s]) for s in scenarios)}</tr>"
-        for g in guards
+        f"<tr>{scenario_heading(s, c)}"
+        f"{''.join(_cell(flagged[(g, s)], runs[s]) for g in guards)}</tr>"
+        for s, c in scenario_order(reports)
     )
     return (
         "<p>Cell: reports of the scenario that the guard failed, out of all its reports; "
         "darker is more.</p>"
-        f'<table id="heatmap"><thead><tr><th>guard \\ scenario</th>{head}</tr></thead>'
+        f'<table id="heatmap"><thead><tr><th>scenario \\ guard</th>{head}</tr></thead>'
         f"<tbody>{rows}</tbody></table>"
     )

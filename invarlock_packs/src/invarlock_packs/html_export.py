@@ -1,8 +1,9 @@
 """``export_pack_html``: render the HTML page for an existing pack, with its verification status.
 
-The pack is verified first (signature, integrity and the final verdict recomputed from the
-reports; nested report verification off, since the page only displays what reports say) and the
-outcome is shown in a banner at the top. The criteria shown are the recorded ones.
+The pack is verified first, fully (signature, integrity, every bundled report and the final
+verdict recomputed from them), and the outcome is shown in a banner at the top, so a page never
+presents a verdict its reports do not support without saying so. The criteria shown are the
+recorded ones, in the order the verdict decides them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from invarlock_packs.html_page import PackView, render_pack_html
 from invarlock_packs.inspect_pack import inspect_pack
 from invarlock_packs.nested_reports import ReportSummary, summarize_report
 from invarlock_packs.safe_paths import UnsafePathError, read_json_bounded
+from invarlock_packs.verdict_rules import CRITERIA
 from invarlock_packs.verify import verify_pack
 
 __all__ = ["export_pack_html", "pack_view"]
@@ -37,11 +39,16 @@ def _created_at(root: Path) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _criterion_rank(item: tuple[Any, Any]) -> tuple[int, str]:
+    name = str(item[0])
+    return (CRITERIA.index(name) if name in CRITERIA else len(CRITERIA), name)
+
+
 def pack_view(pack_dir: str | Path) -> PackView:
     """Everything the page shows about the pack at ``pack_dir``."""
     root = Path(pack_dir)
     inspection = inspect_pack(root)
-    outcome = verify_pack(root, report_assurance="off")
+    outcome = verify_pack(root)
     verdict_doc = _json(root / layout.FINAL_VERDICT_JSON)
     verdict: Mapping[str, Any] = verdict_doc if isinstance(verdict_doc, Mapping) else {}
     summaries: list[ReportSummary] = []
@@ -58,7 +65,7 @@ def pack_view(pack_dir: str | Path) -> PackView:
         )
     if outcome.ok:
         banner = (
-            "Verified: signature and integrity checks pass (nested report checks not run here)."
+            "Verified: signature, integrity, the bundled reports and the recomputed final verdict."
         )
     else:
         banner = f"NOT VERIFIED (exit {outcome.exit_code}): " + "; ".join(outcome.problems[:3])
@@ -78,7 +85,11 @@ def pack_view(pack_dir: str | Path) -> PackView:
         else (),
         banner=banner,
         banner_ok=outcome.ok,
-        criteria=tuple((str(k), v) for k, v in sorted(criteria.items()) if isinstance(v, bool))
+        criteria=tuple(
+            (str(k), v)
+            for k, v in sorted(criteria.items(), key=_criterion_rank)
+            if isinstance(v, bool)
+        )
         if isinstance(criteria, Mapping)
         else (),
     )

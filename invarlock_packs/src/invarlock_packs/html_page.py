@@ -15,7 +15,12 @@ from html import escape
 
 import attrs
 
-from invarlock_packs.html_charts import forest_plot, guard_heatmap
+from invarlock_packs.html_charts import (
+    forest_plot,
+    guard_heatmap,
+    scenario_heading,
+    scenario_order,
+)
 from invarlock_packs.nested_reports import GuardSummary, ReportSummary
 from invarlock_packs.verdict_rules import (
     EXPECTED_VERDICT,
@@ -79,32 +84,28 @@ def _judged(category: str, verdicts: Sequence[str]) -> tuple[str, str]:
 
 
 def _matrix(reports: Sequence[ReportSummary]) -> str:
+    """Scenarios (rows, by kind) x models (columns): expected outcome over observed verdicts."""
     models = sorted({r.model for r in reports})
-    scenarios = sorted({r.edit for r in reports})
     cells: dict[tuple[str, str], list[str]] = defaultdict(list)
-    categories: dict[str, str] = {}
     for r in reports:
         cells[(r.model, r.edit)].append(r.verdict)
-        categories[r.edit] = r.category
-    head = "".join(
-        f"<th>{escape(s)}<br><small>{escape(categories[s])}</small></th>" for s in scenarios
-    )
+    head = "".join(f"<th>{escape(m)}</th>" for m in models)
     rows = []
-    for model in models:
+    for scenario, category in scenario_order(reports):
         tds = []
-        for scenario in scenarios:
+        for model in models:
             verdicts = cells.get((model, scenario), [])
-            expected, css = _judged(categories[scenario], verdicts)
+            expected, css = _judged(category, verdicts)
             tds.append(
                 f'<td class="{css}"><small>expected {escape(expected)}</small><br>'
                 f"{escape(_observed(verdicts))}</td>"
             )
-        rows.append(f"<tr><th>{escape(model)}</th>{''.join(tds)}</tr>")
+        rows.append(f"<tr>{scenario_heading(scenario, category)}{''.join(tds)}</tr>")
     return (
         "<p>Each cell: the outcome the scenario's kind expects, then the observed report "
         "verdicts. Green: as expected; red: a gating expectation missed; yellow: an "
         "informational scenario that was not flagged.</p>"
-        f'<table id="matrix"><thead><tr><th>model \\ scenario</th>{head}</tr></thead>'
+        f'<table id="matrix"><thead><tr><th>scenario \\ model</th>{head}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
 

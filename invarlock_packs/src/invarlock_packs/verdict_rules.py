@@ -33,6 +33,7 @@ __all__ = [
     "acceptance_bound",
     "decide",
     "flagged_by",
+    "guard_failed",
     "observe_report",
     "scenario_rules",
 ]
@@ -133,6 +134,11 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+def guard_failed(guard: Mapping[str, Any]) -> bool:
+    """Whether one guard entry of a report failed (``passed`` false or severity ``fail``)."""
+    return guard.get("passed") is False or guard.get("severity") == "fail"
+
+
 def flagged_by(report: Mapping[str, Any]) -> tuple[str, ...]:
     """Which guards (and ``primary_metric``) flagged the subject of an evaluation report."""
     names = set()
@@ -140,7 +146,7 @@ def flagged_by(report: Mapping[str, Any]) -> tuple[str, ...]:
     for guard in guards if isinstance(guards, list) else []:
         if not isinstance(guard, Mapping):
             continue
-        if guard.get("passed") is False or guard.get("severity") == "fail":
+        if guard_failed(guard):
             names.add(str(guard.get("name", "guard")))
     validation = report.get("validation")
     if isinstance(validation, Mapping) and (

@@ -177,3 +177,17 @@ def test_report_assurance_off_skips_the_recomputation(suite_pack_copy: Path, key
         "info",
         "final verdict not recomputed (report assurance off)",
     )
+
+
+def test_the_recomputation_uses_the_threshold_the_verdict_records(
+    verdict_run: Path, tmp_path: Path, key: Any
+) -> None:
+    from invarlock_packs.suite.verdict import compile_final_verdict, write_verdict_outputs
+
+    run = Path(shutil.copytree(verdict_run, tmp_path / "run"))
+    strict = compile_final_verdict(run, informational_min_fraction=0.75)
+    write_verdict_outputs(run, strict)
+    pack = build_suite_pack(run, tmp_path / "pack", key)
+    result, check = _verdict_check(pack, strict=True)
+    assert result.ok, result.problems
+    assert check.detail == "final verdict FAIL recomputed from 16 reports"

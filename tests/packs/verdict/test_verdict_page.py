@@ -9,7 +9,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from packhelpers import reseal
 from test_html_chromium import CHROMIUM, _chromium, _dom
+from verdicthelpers import edit_json
 
 from invarlock_packs import export_pack_html
 
@@ -125,13 +127,15 @@ def test_the_page_shows_verdict_criteria_matrix_forest_and_heatmap(
 
 
 def test_the_exported_page_shows_the_recorded_criteria_and_a_failed_recomputation(
-    suite_pack_copy: Path, tmp_path: Path
+    suite_pack_copy: Path, tmp_path: Path, key: Any
 ) -> None:
-    verdict = suite_pack_copy / "results/final_verdict.json"
-    verdict.write_text(
-        verdict.read_text().replace('"clean_all_pass": true', '"clean_all_pass": false')
+    edit_json(
+        suite_pack_copy / "results/final_verdict.json",
+        lambda d: d["criteria"].update(clean_all_pass=False),
     )
+    reseal(suite_pack_copy, key.private_key_path)
     page = export_pack_html(suite_pack_copy, tmp_path / "out.html")
     dom = _dom(page, tmp_path)
-    assert dom.by_id["banner"].startswith("NOT VERIFIED (exit 6)")
-    assert "clean_all_passFAILS" in dom.by_id["criteria"].replace(" ", "")
+    assert dom.by_id["banner"].startswith("NOT VERIFIED (exit 7): reports.final_verdict: criterion")
+    criteria = dom.by_id["criteria"].replace(" ", "")
+    assert "clean_all_passFAILSstress_required_failholdserror_injection_detectedholds" in criteria

@@ -28,6 +28,7 @@ from invarlock_packs.verdict_rules import (
     KINDS,
     FinalVerdict,
     ScenarioOutcome,
+    guard_failed,
 )
 
 __all__ = [
@@ -181,8 +182,7 @@ def _guard_metrics(report: Mapping[str, Any]) -> dict[str, tuple[bool, Mapping[s
     for guard in guards if isinstance(guards, list) else []:
         if isinstance(guard, Mapping) and isinstance(guard.get("name"), str):
             metrics = guard.get("metrics")
-            passed = guard.get("passed") is not False and guard.get("severity") != "fail"
-            result[guard["name"]] = (passed, metrics if isinstance(metrics, Mapping) else {})
+            result[guard["name"]] = (not guard_failed(guard), _mapping(metrics))
     return result
 
 
