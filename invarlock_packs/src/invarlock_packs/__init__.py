@@ -3,7 +3,7 @@
 Nothing here imports torch or transformers: a reviewer verifies a pack with only
 ``invarlock-core`` and ``cryptography`` installed.
 
->>> from invarlock_packs import build_pack, verify_pack, inspect_pack, generate_key
+>>> from invarlock_packs import build_pack, verify_pack, inspect_pack, generate_key, run_suite
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from invarlock_packs.inspect_pack import PackInspection, inspect_pack
 from invarlock_packs.manifest_contents import evidence_level
 from invarlock_packs.provenance import collect_environment, collect_source_repo
 from invarlock_packs.signing import KeyPair, generate_key
+from invarlock_packs.suite import SuiteResult, run_suite
 from invarlock_packs.verify import Check, PackVerification, verify_pack
 from invarlock_packs.version import __version__
 
@@ -24,6 +25,7 @@ __all__ = [
     "PackInspection",
     "PackVerification",
     "ReportInput",
+    "SuiteResult",
     "__version__",
     "build_pack",
     "collect_environment",
@@ -32,5 +34,6 @@ __all__ = [
     "export_pack_html",
     "generate_key",
     "inspect_pack",
+    "run_suite",
     "verify_pack",
 ]

@@ -16,6 +16,7 @@ from typing import Any
 from invarlock_core.cli.arg_types import positive_int
 from invarlock_core.errors import UsageError
 from invarlock_core.hookspecs import hookimpl
+from invarlock_packs import run_command
 
 __all__ = ["invarlock_register_commands", "register"]
 
@@ -44,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``pack`` and its sub-commands to ``subparsers``."""
     pack = subparsers.add_parser("pack", help="build, sign, verify and inspect evidence packs")
     sub = pack.add_subparsers(dest="pack_command", metavar="ACTION", required=True)
+    run_command.register(sub)
 
     build = sub.add_parser("build", help="assemble a signed evidence pack from existing artifacts")
     build.add_argument(

@@ -8,7 +8,9 @@ devices (``CUDA_VISIBLE_DEVICES``) and tells the task who it is:
 
 ``INVARLOCK_TASK_ID``, ``INVARLOCK_TASK_ATTEMPT``, ``INVARLOCK_TASK_PARAMS`` (a JSON file with the
 command's params), ``INVARLOCK_OUTPUT_DIR``, ``INVARLOCK_DEVICES`` and, when the task has them,
-``INVARLOCK_EVAL_BATCH`` / ``INVARLOCK_SEQ_LEN`` (halved on OOM retries).
+``INVARLOCK_EVAL_BATCH`` / ``INVARLOCK_SEQ_LEN`` (halved on OOM retries). An entry-point task
+whose command sets ``INVARLOCK_WARM_START=1`` is started as a fork of the warm worker instead of a
+fresh interpreter (:mod:`invarlock_core.scheduling.warm_start`), with the same isolation.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import attrs
 from invarlock_core.atomic import atomic_write_json
 from invarlock_core.scheduling.devices import Device
 from invarlock_core.scheduling.tasks import Task
+from invarlock_core.scheduling.warm_start import ForkedTask, fork_entry_point, wants_warm_start
 
 __all__ = [
     "LaunchResult",
@@ -180,17 +183,29 @@ def run_task_process(
                 if os.path.isabs(task.command.cwd)
                 else output_dir / task.command.cwd
             )
+        env = task_environment(task, devices, attempt, output_dir, params_path)
+        proc: subprocess.Popen[bytes] | ForkedTask
         try:
-            proc = subprocess.Popen(
-                _argv(task, params_path),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=cwd,
-                env=task_environment(task, devices, attempt, output_dir, params_path),
-                start_new_session=True,
-                preexec_fn=die_with_parent(os.getpid()),
-            )
+            if wants_warm_start(env, task.command.entry_point):
+                proc = fork_entry_point(
+                    str(task.command.entry_point),
+                    params_path,
+                    env,
+                    cwd,
+                    log.fileno(),
+                    die_with_parent(os.getpid()),
+                )
+            else:
+                proc = subprocess.Popen(
+                    _argv(task, params_path),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=cwd,
+                    env=env,
+                    start_new_session=True,
+                    preexec_fn=die_with_parent(os.getpid()),
+                )
         except OSError as exc:
             message = f"cannot start {task.id}: {exc}"
             log.write(f"FileNotFoundError: {message}\n".encode())
