@@ -321,8 +321,8 @@ def _decided_by_evaluate(
 def _calibration(loaded: Any) -> list[Any]:
     import torch
 
-    from invarlock_core.testing import sample_text
     from invarlock_core.evaluation.windows import plan_windows, tokenize_stream
+    from invarlock_core.testing import sample_text
 
     stream = tokenize_stream(loaded.tokenizer, [sample_text()])
     plan = plan_windows(stream, seq_len=64, preview=8, final=1, seed=0)

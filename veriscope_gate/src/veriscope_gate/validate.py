@@ -1,7 +1,7 @@
 """``veriscope validate``: every schema and cross-artifact rule of the v1 contract, read-only.
 
 :func:`validate_capsule` collects **all** problems (it never stops at the first) and never writes.
-Beyond the seed's rules it rechecks what the capsule's own records vouch for: the governance
+Beyond the contract's cross-artifact rules it rechecks what the capsule's own records vouch for: the governance
 log's seal (digests of ``results.json`` and ``results_summary.json``, found right after the
 summary's ``governance_head``) and the gate controls hash (recomputed from the controls stored in
 ``window_signature.json``). Reference v0 capsules that lack contract keys fail with every missing

@@ -75,8 +75,8 @@ def _read_preset(path: Path) -> dict[str, Any]:
 
 
 def _derived(config: SuiteConfig, layout: RunLayout, slug: str) -> dict[str, Any]:
+    from invarlock_core.evaluation.policy import load_profile
     from invarlock_core.guarding import DEFAULT_GUARD_ORDER
-    from invarlock_core.policy import load_profile
     from invarlock_guards.calibration import derive_preset, null_statistics
 
     seeds = tuple(range(1, config.calibration_runs + 1))
