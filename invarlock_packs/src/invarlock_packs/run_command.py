@@ -12,21 +12,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from invarlock_core.cli.arg_types import non_negative_int
+
 __all__ = ["register"]
 
 
 def _ids(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -69,7 +62,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     run.add_argument("--determinism", choices=("throughput", "strict"))
     run.add_argument(
-        "--repeats", type=_non_negative, help="rerun one edit N times (determinism summary)"
+        "--repeats", type=non_negative_int, help="rerun one edit N times (determinism summary)"
     )
     run.add_argument(
         "--net", type=int, choices=(0, 1), help="1: allow downloads and pin revisions (default 0)"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from packhelpers import reseal, write_json
 from test_without_torch import BLOCKER
-from verdicthelpers import build_suite_pack, edit_json
+from verdicthelpers import build_suite_pack, edit_json, move_report
 
 from invarlock_packs import verify_pack
 from invarlock_packs.verdict_check import recompute_pack_verdict
@@ -39,8 +39,7 @@ def test_a_hand_written_pass_over_a_failing_clean_report_is_rejected(
     verdict_run: Path, tmp_path: Path, key: Any, invarlock: Callable[..., Any]
 ) -> None:
     run = Path(shutil.copytree(verdict_run, tmp_path / "run"))
-    failing = run / "gpt2/reports/prune_50_stress/run_1/evaluation.report.json"
-    shutil.copyfile(failing, run / CLEAN_RUN_2 / "evaluation.report.json")
+    move_report(run / "gpt2/reports/prune_50_stress/run_1", run / CLEAN_RUN_2)
     hand_written = write_json(tmp_path / "final_verdict.json", {"verdict": "PASS"})
     pack = build_suite_pack(run, tmp_path / "pack", key, final_verdict=hand_written)
     result, check = _verdict_check(pack, strict=True)

@@ -91,10 +91,11 @@ def test_the_page_shows_verdict_criteria_matrix_forest_and_heatmap(
     assert matrix.count("expected FAIL (informational)") == MODELS * 4
     assert matrix.count("expected PASS") == MODELS
     assert "PASS ×2" in matrix  # the clean scenario's two runs
-    # Two informational scenarios per model were not flagged (yellow), nothing gating missed.
-    assert cells.count("info") == MODELS * 2
+    # One informational scenario per model (quant_4bit_stress) is not flagged (yellow); the
+    # per-tensor comparison flags rmt_norm_noise; nothing gating is missed.
+    assert cells.count("info") == MODELS
     assert cells.count("bad") == 0
-    assert cells.count("ok") == MODELS * (SCENARIOS - 2)
+    assert cells.count("ok") == MODELS * (SCENARIOS - 1)
 
     forest = [tag for tag, a in dom.tags if tag == "circle"]
     assert len(forest) == FINITE_RATIOS

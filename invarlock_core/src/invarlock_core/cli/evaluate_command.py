@@ -15,6 +15,7 @@ import argparse
 import os
 from typing import TYPE_CHECKING, Any
 
+from invarlock_core.cli.arg_types import non_negative_int
 from invarlock_core.cli.output import print_json
 from invarlock_core.errors import EvaluationError, UsageError
 
@@ -33,15 +34,6 @@ _INT_ENV = {
 }
 _TRUE = {"1", "true", "yes", "on"}
 
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
-    return value
 
 
 def _band(text: str) -> tuple[float, float]:
@@ -81,16 +73,16 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     data.add_argument("--dataset", metavar="NAME", help="dataset provider (default: INVARLOCK_DATASET or sample)")
     data.add_argument("--data-path", metavar="PATH", help="local_jsonl: file, directory or glob")
     data.add_argument("--text-field", metavar="FIELD", help="field holding the text (default text)")
-    data.add_argument("--max-samples", type=_positive, metavar="N", help="use at most N texts")
+    data.add_argument("--max-samples", type=non_negative_int, metavar="N", help="use at most N texts")
     data.add_argument("--dataset-name", metavar="NAME", help="hf_text: Hugging Face dataset id")
     data.add_argument("--dataset-config", metavar="NAME", help="hf_text: dataset configuration")
     data.add_argument("--split", metavar="SPLIT", help="hf_text/wikitext2 split (default validation)")
     win = p.add_argument_group("windows")
-    win.add_argument("--seq-len", type=_positive, metavar="N", help="tokens per window")
-    win.add_argument("--stride", type=_positive, metavar="N", help="candidate window spacing (default seq-len)")
-    win.add_argument("--preview-windows", type=_positive, metavar="N", help="windows for the drift check")
-    win.add_argument("--final-windows", type=_positive, metavar="N", help="windows for the primary metric")
-    win.add_argument("--batch-size", type=_positive, metavar="N", help="windows per forward pass")
+    win.add_argument("--seq-len", type=non_negative_int, metavar="N", help="tokens per window")
+    win.add_argument("--stride", type=non_negative_int, metavar="N", help="candidate window spacing (default seq-len)")
+    win.add_argument("--preview-windows", type=non_negative_int, metavar="N", help="windows for the drift check")
+    win.add_argument("--final-windows", type=non_negative_int, metavar="N", help="windows for the primary metric")
+    win.add_argument("--batch-size", type=non_negative_int, metavar="N", help="windows per forward pass")
     win.add_argument("--seed", type=int, default=0, help="window selection and bootstrap seed (default 0)")
     gate = p.add_argument_group("gates")
     gate.add_argument("--tier", choices=("balanced", "conservative", "aggressive"), help="acceptance tier (default balanced)")
@@ -99,7 +91,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     gate.add_argument("--guards", metavar="LIST", help="comma-separated guard chain, or 'none'")
     gate.add_argument("--acceptance-range", type=_band, metavar="LO,HI", help="explicit ratio acceptance range")
     gate.add_argument("--drift-band", type=_band, metavar="LO,HI", help="explicit final/preview drift band")
-    gate.add_argument("--bootstrap-replicates", type=_positive, metavar="N", help="BCa bootstrap replicates")
+    gate.add_argument("--bootstrap-replicates", type=non_negative_int, metavar="N", help="BCa bootstrap replicates")
     gate.add_argument("--alpha", type=float, metavar="A", help="CI level is 1 - A (default 0.05)")
     gate.add_argument("--baseline-report", metavar="FILE", help="reuse the baseline numbers of an earlier report")
     gate.add_argument("--assurance", choices=("gate", "off"), default="gate",

@@ -13,21 +13,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from invarlock_core.cli.arg_types import positive_int
 from invarlock_core.cli.output import print_json
 from invarlock_core.errors import OutputError, UsageError
 from invarlock_core.output_checks import check_output_location
 
 __all__ = ["register"]
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def _positive_float(text: str) -> float:
@@ -78,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     shape_args(sim)
     sim.add_argument(
-        "--gpus", type=_positive_int, default=8, metavar="N", help="number of virtual devices"
+        "--gpus", type=positive_int, default=8, metavar="N", help="number of virtual devices"
     )
     sim.add_argument("--policy", choices=(*POLICIES, "all"), default="small_first")
     sim.add_argument("--json", action="store_true", help="machine-readable output")
