@@ -92,8 +92,8 @@ def bare_forwards(paths: Sequence[Path], report: dict[str, Any], batch: int) -> 
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description="evaluate overhead vs two bare forward passes")
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model, window and repeat options this benchmark shares with bench_many_subjects."""
     parser.add_argument("--layers", type=int, default=6)
     parser.add_argument("--width", type=int, default=512)
     parser.add_argument("--seq-len", type=int, default=128)
@@ -101,6 +101,11 @@ def main() -> int:
     parser.add_argument("--preview-windows", type=int, default=8)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="evaluate overhead vs two bare forward passes")
+    add_model_arguments(parser)
     parser.add_argument("--guards", action="store_true", help="also time the installed guard chain")
     args = parser.parse_args()
 

@@ -24,19 +24,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_evaluate import bare_forwards, build_models, perturbed_copy
+from bench_evaluate import add_model_arguments, bare_forwards, build_models, perturbed_copy
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="evaluate_many vs N evaluates vs 1 + N bare forward passes")
     parser.add_argument("--subjects", type=int, default=4)
-    parser.add_argument("--layers", type=int, default=6)
-    parser.add_argument("--width", type=int, default=512)
-    parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--final-windows", type=int, default=24)
-    parser.add_argument("--preview-windows", type=int, default=8)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=2)
+    add_model_arguments(parser)
     args = parser.parse_args()
 
     import torch
