@@ -1,4 +1,4 @@
-# make install | demo | test | bench | docs
+# make install | demo | test | bench | mutate | docs
 # Everything the project needs is installed by `make install` into .venv at the repository root.
 
 PYTHON ?= python3
@@ -11,7 +11,7 @@ PKG_FILES := invarlock_core/pyproject.toml invarlock_edits/pyproject.toml invarl
              invarlock_packs/pyproject.toml veriscope_gate/pyproject.toml examples/plugin_example/pyproject.toml \
              requirements-dev.txt
 
-.PHONY: install demo test lint typecheck pytest bench docs clean
+.PHONY: install demo test lint typecheck pytest bench mutate docs clean
 
 install: $(STAMP)
 
@@ -47,8 +47,15 @@ test: install
 bench: install
 	@set -e; for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f; done
 
+# Mutation testing of the modules that carry trust (slow: not part of `make test`).
+# `make mutate MODULES="evaluation.verdict signing"` runs a subset; MUTATE_FLAGS=--record lists new survivors.
+MODULES ?=
+MUTATE_FLAGS ?=
+mutate: install
+	$(PY) mutation/mutate.py $(MUTATE_FLAGS) $(MODULES)
+
 docs:
 	@echo "Docs are Markdown under docs/ (tutorial, how-to, reference, explanation); start at docs/index.md."
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .mutation
